@@ -1,0 +1,63 @@
+"""``%%tests``: run the pytest-style tests that one notebook cell defines.
+
+A test cell looks like::
+
+    %%tests
+    def test_softmax_rows_sum_to_one():
+        p = softmax(np.array([[1.0, 2.0, 3.0]]))
+        assert_close(p.sum(axis=1), [1.0], name="row sums")
+
+The magic (1) forgets ``test_*`` functions left by earlier cells, so one cell's
+failure never costs another cell its points; (2) runs the cell body with plain
+``assert`` rewritten by pytest, so a failing assert shows the values compared;
+(3) runs the cell's tests with pytest, printing the report on stdout; and
+(4) raises :class:`TestsFailed` when any test fails, which nbgrader scores 0.
+
+Anything the code under test writes on stderr (warnings, progress bars) goes to
+stdout instead: nbgrader scores any stderr output in a graded cell as 0.
+"""
+from __future__ import annotations
+
+import contextlib
+import sys
+
+import ipytest
+
+TEST_PATTERN = "test_*"
+PYTEST_ARGS = ("-q", "--color=no", "-p", "no:cacheprovider", "--tb=short", "-W", "default")
+
+
+class TestsFailed(AssertionError):
+    """Some tests of a ``%%tests`` cell failed; the pytest report above says which and why."""
+
+    __test__ = False  # not a pytest test class
+
+
+def run_cell_tests(shell, cell: str) -> None:
+    """Execute ``cell`` in ``shell``'s namespace, then run the tests it defined.
+
+    Raises:
+        TestsFailed: when the cell body raised, defined no test, or a test failed.
+    """
+    import __main__
+
+    ipytest.clean(TEST_PATTERN, module=__main__)
+    with contextlib.redirect_stderr(sys.stdout):
+        result = shell.run_cell(cell, store_history=False, silent=False)
+        if not result.success:
+            raise TestsFailed("the test cell itself raised an error (traceback above); no test ran")
+        exit_code = ipytest.run(*PYTEST_ARGS, module=__main__, raise_on_error=False, addopts=(), coverage=False)
+    if exit_code == 5:
+        raise TestsFailed("this cell defines no test_* function")
+    if exit_code != 0:
+        raise TestsFailed("some tests failed; the report above names each one and the values that differed")
+
+
+def register(shell) -> None:
+    """Register ``%%tests`` and pytest's assert rewriting in an IPython shell."""
+    ipytest.config(rewrite_asserts=True, magics=False, clean=TEST_PATTERN)
+
+    def tests(line: str, cell: str) -> None:
+        run_cell_tests(shell, cell)
+
+    shell.register_magic_function(tests, magic_kind="cell", magic_name="tests")

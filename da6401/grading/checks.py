@@ -1,0 +1,121 @@
+"""Numerical checks with failure messages a student can act on.
+
+Relative-error bands follow CS231n: in float64 a faithful re-implementation is
+below 1e-7, an analytic gradient against central differences below 1e-6 (smooth
+functions); above 1e-2 it is wrong.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+GOOD_BAND = 1e-7  # an exact re-implementation compared with an oracle, in float64
+FD_BAND = 1e-6  # analytic vs central differences (h = 1e-5) on smooth functions; ~1e-8 is typical
+WRONG_BAND = 1e-2
+
+
+def rel_error(x: np.ndarray, y: np.ndarray) -> float:
+    """Largest elementwise relative error ``|x - y| / max(1e-8, |x| + |y|)``.
+
+    Args:
+        x, y: arrays of the same shape (anything ``np.asarray`` accepts).
+    Returns:
+        A float >= 0; ``inf`` if either input has a NaN or an infinity.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
+        return float("inf")
+    if x.size == 0:
+        return 0.0
+    return float(np.max(np.abs(x - y) / np.maximum(1e-8, np.abs(x) + np.abs(y))))
+
+
+def _preview(a: np.ndarray) -> str:
+    return np.array2string(np.asarray(a), precision=6, threshold=12, edgeitems=3)
+
+
+def assert_shape(actual, shape: tuple, name: str = "output") -> None:
+    """Fail unless ``actual`` is an array of exactly ``shape``.
+
+    Raises:
+        AssertionError: naming ``name``, the expected and the actual shape.
+    """
+    __tracebackhide__ = True  # pytest reports the caller's line, not this helper's
+    got = getattr(actual, "shape", None)
+    assert got is not None, f"{name}: expected an array of shape {shape}, got {type(actual).__name__}"
+    assert tuple(got) == tuple(shape), f"{name}: expected shape {tuple(shape)}, got {tuple(got)}"
+
+
+def assert_close(actual, expected, tol: float = GOOD_BAND, name: str = "output") -> None:
+    """Fail unless ``actual`` matches ``expected`` in shape and to relative error ``tol``.
+
+    Args:
+        actual: the student's value.
+        expected: the oracle's value.
+        tol: the largest relative error accepted (see :func:`rel_error`).
+        name: what is compared, used in the failure message.
+    Raises:
+        AssertionError: with the shapes or the error, the band and a preview of both arrays.
+    """
+    __tracebackhide__ = True
+    if actual is None:
+        raise AssertionError(f"{name}: got None; did the function forget to return its result?")
+    expected = np.asarray(expected)
+    assert_shape(np.asarray(actual), expected.shape, name)
+    err = rel_error(actual, expected)
+    assert err <= tol, (
+        f"{name}: relative error {err:.2e} is outside the band <= {tol:.0e}\n"
+        f"  expected {_preview(expected)}\n"
+        f"  got      {_preview(actual)}"
+    )
+
+
+def numerical_gradient(f: Callable[[np.ndarray], float], x: np.ndarray, h: float = 1e-5) -> np.ndarray:
+    """Central-difference gradient of a scalar function, in float64.
+
+    Args:
+        f: maps an array shaped like ``x`` to a float. It is called with ``x``
+           itself, perturbed in place one entry at a time and restored.
+        x: float64 array of any shape.
+        h: step size.
+    Returns:
+        grad: array shaped like ``x``, ``(f(x + h e_i) - f(x - h e_i)) / 2h`` per entry.
+    """
+    assert x.dtype == np.float64, "numerical gradients are only meaningful in float64"
+    grad = np.zeros_like(x)
+    it = np.nditer(x, flags=["multi_index"])
+    for _ in it:
+        i = it.multi_index
+        old = x[i]
+        x[i] = old + h
+        plus = f(x)
+        x[i] = old - h
+        minus = f(x)
+        x[i] = old
+        grad[i] = (plus - minus) / (2 * h)
+    return grad
+
+
+def report_gradient_check(analytic, numeric, name: str = "gradient", band: float = FD_BAND) -> float:
+    """Print the relative error of an analytic gradient and the band it must be in; fail outside it.
+
+    Returns:
+        The relative error, so callers can log it.
+    """
+    __tracebackhide__ = True
+    err = rel_error(analytic, numeric)
+    verdict = "ok" if err <= band else ("WRONG" if err > WRONG_BAND else "suspicious")
+    print(f"{name}: relative error {err:.2e} (must be <= {band:.0e}; > {WRONG_BAND:.0e} means a bug) -> {verdict}")
+    assert_close(analytic, numeric, tol=band, name=name)
+    return err
+
+
+def unseen_rng(seed: int) -> np.random.Generator:
+    """The random generator hidden tests draw their inputs from.
+
+    Hidden tests use seeds that the visible tests never use, so a solution that
+    special-cases the visible inputs still meets inputs it has not seen.
+    """
+    return np.random.default_rng(10_000 + seed)
