@@ -38,4 +38,4 @@ grade-samples: data release
 	$(BIN)/python -m da6401.scores a1_mlp
 
 test: setup
-	$(BIN)/python -m pytest grader_tests
+	$(BIN)/python -m pytest grader_tests $(PYTEST_ARGS)

@@ -7,7 +7,7 @@ A test cell looks like::
         p = softmax(np.array([[1.0, 2.0, 3.0]]))
         assert_close(p.sum(axis=1), [1.0], name="row sums")
 
-The magic (1) forgets ``test_*`` functions left by earlier cells, so one cell's
+The magic (1) forgets ``test_*`` functions left by earlier cells (not other ``test_*`` variables), so one cell's
 failure never costs another cell its points; (2) runs the cell body with plain
 ``assert`` rewritten by pytest, so a failing assert shows the values compared;
 (3) runs the cell's tests with pytest, printing the report on stdout; and
@@ -19,6 +19,7 @@ stdout instead: nbgrader scores any stderr output in a graded cell as 0.
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import sys
 
 import ipytest
@@ -41,7 +42,7 @@ def run_cell_tests(shell, cell: str) -> None:
     """
     import __main__
 
-    ipytest.clean(TEST_PATTERN, module=__main__)
+    forget_tests(vars(__main__))
     with contextlib.redirect_stderr(sys.stdout):
         result = shell.run_cell(cell, store_history=False, silent=False)
         if not result.success:
@@ -53,9 +54,15 @@ def run_cell_tests(shell, cell: str) -> None:
         raise TestsFailed("some tests failed; the report above names each one and the values that differed")
 
 
+def forget_tests(namespace: dict) -> None:
+    """Delete the test functions earlier cells defined; keep data such as ``test_images``."""
+    for name in [n for n, v in namespace.items() if fnmatch.fnmatchcase(n, TEST_PATTERN) and callable(v)]:
+        del namespace[name]
+
+
 def register(shell) -> None:
     """Register ``%%tests`` and pytest's assert rewriting in an IPython shell."""
-    ipytest.config(rewrite_asserts=True, magics=False, clean=TEST_PATTERN)
+    ipytest.config(rewrite_asserts=True, magics=False, clean=False)
 
     def tests(line: str, cell: str) -> None:
         run_cell_tests(shell, cell)

@@ -1,0 +1,68 @@
+"""Read autograded scores from nbgrader's gradebook and print them as a table.
+
+    python -m da6401.scores a1_mlp            # from the course directory
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from nbgrader.api import Gradebook, MissingEntry
+
+
+def cell_scores(course: Path, assignment: str) -> dict[str, dict[str, tuple[float | None, float]]]:
+    """Per student, per graded cell: (score, max score). Score is None while a cell awaits manual grading.
+
+    Args:
+        course: the course directory holding gradebook.db.
+        assignment: the assignment id.
+    Returns:
+        {student_id: {grade_id: (score, max_score)}} for every autograded submission.
+    """
+    table = {}
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
+        for submission in gb.assignment_submissions(assignment):
+            row = {}
+            for notebook in submission.notebooks:
+                for grade in notebook.grades:
+                    needs_manual = grade.needs_manual_grade and grade.manual_score is None
+                    row[grade.name] = (None if needs_manual else grade.score, grade.max_score)
+            table[submission.student.id] = row
+    return table
+
+
+def format_table(table: dict[str, dict[str, tuple[float | None, float]]]) -> str:
+    """One row per student, one column per graded cell, then the autograded total."""
+    if not table:
+        return "(no autograded submissions)"
+    cells = list(next(iter(table.values())))
+    header = ["student"] + [c.removeprefix("test_") for c in cells] + ["auto total"]
+    rows = []
+    for student, row in sorted(table.items()):
+        auto = [s for s, _ in row.values() if s is not None]
+        auto_max = sum(m for s, m in row.values() if s is not None)
+        rows.append([student] + ["TA" if row[c][0] is None else f"{row[c][0]:g}" for c in cells]
+                    + [f"{sum(auto):g}/{auto_max:g}"])
+    maxima = ["(max)"] + [f"{table[next(iter(table))][c][1]:g}" for c in cells] + [""]
+    widths = [max(len(r[i]) for r in [header, maxima] + rows) for i in range(len(header))]
+    fmt = lambda r: "  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(r, widths)))
+    return "\n".join(fmt(r) for r in [header, maxima] + rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m da6401.scores", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("assignment")
+    parser.add_argument("--course", type=Path, default=Path.cwd())
+    args = parser.parse_args(argv)
+    try:
+        print(format_table(cell_scores(args.course.resolve(), args.assignment)))
+    except MissingEntry as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

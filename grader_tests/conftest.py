@@ -1,0 +1,74 @@
+"""Shared fixtures: a temporary course directory run with the real nbgrader configuration."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from da6401.scores import cell_scores
+from da6401.submissions import assemble
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent  # the course venv running pytest
+MIRROR = REPO.parent / "shared" / "data"
+
+
+def course_env() -> dict[str, str]:
+    """Environment for nbgrader subprocesses: the venv first on PATH (nbgrader calls alembic), real data."""
+    env = dict(os.environ)
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    if "DA6401_DATA_MIRROR" not in env and MIRROR.is_dir():
+        env["DA6401_DATA_MIRROR"] = str(MIRROR)
+    return env
+
+
+def nbgrader(course: Path, *args: str, timeout: int = 1800) -> subprocess.CompletedProcess:
+    """Run ``nbgrader <args>`` in ``course``; fail the test with nbgrader's output if it exits non-zero."""
+    done = subprocess.run([str(BIN / "nbgrader"), *args, "--log-level=WARN"], cwd=course, env=course_env(),
+                          capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, f"nbgrader {' '.join(args)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}"
+    return done
+
+
+def make_course(path: Path) -> Path:
+    """A course directory at ``path`` with this repo's config, source/ and committed release/."""
+    path.mkdir(parents=True, exist_ok=True)
+    shutil.copy(REPO / "nbgrader_config.py", path)
+    for folder in ("source", "release"):
+        shutil.copytree(REPO / folder, path / folder, ignore=shutil.ignore_patterns("README.md"))
+    return path
+
+
+@pytest.fixture(scope="session")
+def needs_data():
+    """Skip unless the real MNIST is in the data root or reachable through the mirror (in CI: fail)."""
+    from da6401.data import DatasetMissingError, fetch
+
+    os.environ.update({k: v for k, v in course_env().items() if k == "DA6401_DATA_MIRROR"})
+    try:
+        fetch("mnist")
+    except DatasetMissingError as e:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must have the data mirror beside the checkout: {e}")
+        pytest.skip(f"real MNIST unavailable: {e}")
+
+
+@pytest.fixture(scope="session")
+def autograded(tmp_path_factory, needs_data):
+    """Per assignment, one temporary course with every sample submission autograded and its feedback."""
+    courses = {}
+
+    def grade(assignment: str):
+        if assignment not in courses:
+            course = make_course(tmp_path_factory.mktemp(assignment))
+            assemble(assignment, None, course)
+            nbgrader(course, "autograde", assignment, "--force")
+            nbgrader(course, "generate_feedback", assignment, "--force")
+            courses[assignment] = (course, cell_scores(course, assignment))
+        return courses[assignment]
+
+    return grade

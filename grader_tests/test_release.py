@@ -1,0 +1,85 @@
+"""Is release/ what students should get: current, and free of solutions, hidden tests and instructor files?"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+from traitlets.config.loader import PyFileConfigLoader
+
+from conftest import REPO, make_course, nbgrader
+
+ASSIGNMENTS = sorted(p.parent.name for p in (REPO / "source").glob("*/*.ipynb"))
+MARKERS = re.compile(r"BEGIN SOLUTION|END SOLUTION|BEGIN HIDDEN TESTS|END HIDDEN TESTS")
+STUDENT_FILE_TYPES = {".ipynb", ".md", ".png", ".jpg", ".svg", ".txt", ".csv"}
+
+
+def _solution_lines(source_nb) -> set[str]:
+    """Non-trivial lines inside solution and hidden-test regions of a source notebook."""
+    lines, inside = set(), False
+    for cell in source_nb.cells:
+        for line in cell.source.splitlines():
+            if MARKERS.search(line):
+                inside = "BEGIN" in line
+            elif inside and len(line.strip()) > 12:
+                lines.add(line.strip())
+    return lines
+
+
+def test_every_assignment_with_a_notebook_has_a_release():
+    """Does every source notebook have its generated twin in release/?"""
+    assert ASSIGNMENTS, "no source notebooks found"
+    for assignment in ASSIGNMENTS:
+        for nb in (REPO / "source" / assignment).glob("*.ipynb"):
+            assert (REPO / "release" / assignment / nb.name).is_file(), f"release/{assignment}/{nb.name} is missing"
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_release_is_regenerated_identically(tmp_path, assignment):
+    """Does `nbgrader generate_assignment` on source/ reproduce the committed release exactly?"""
+    course = make_course(tmp_path / "course")
+    committed = {p.relative_to(course / "release"): p.read_bytes() for p in (course / "release").rglob("*") if p.is_file()}
+    nbgrader(course, "generate_assignment", assignment, "--force")
+    fresh = {p.relative_to(course / "release"): p.read_bytes() for p in (course / "release" / assignment).rglob("*") if p.is_file()}
+    committed = {k: v for k, v in committed.items() if k.parts[0] == assignment}
+    assert sorted(fresh) == sorted(committed), "release/ lists other files than generate_assignment makes"
+    for name, data in fresh.items():
+        assert json.loads(data) == json.loads(committed[name]) if name.suffix == ".ipynb" else data == committed[name], (
+            f"release/{name} is stale: run `.venv/bin/nbgrader generate_assignment {assignment} --force` and commit")
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_release_has_no_solution_or_hidden_test(assignment):
+    """Are the release notebooks free of solution code, hidden tests and their markers?"""
+    for path in (REPO / "release" / assignment).glob("*.ipynb"):
+        text = path.read_text()
+        assert not MARKERS.search(text), f"{path.name} still contains a solution or hidden-test marker"
+        released = {line.strip() for cell in nbformat.reads(text, as_version=4).cells for line in cell.source.splitlines()}
+        leaked = _solution_lines(nbformat.read(REPO / "source" / assignment / path.name, as_version=4)) & released
+        # Lines of given code may coincide with solution lines (a `return` shared by both); long ones must not.
+        leaked = {line for line in leaked if len(line) > 40}
+        assert not leaked, f"{path.name} leaks solution or hidden-test lines: {sorted(leaked)[:5]}"
+
+
+def test_release_has_only_student_files():
+    """Does release/ hold only student files: no caches, checkpoints or instructor-only assets?"""
+    bad = [p.relative_to(REPO) for p in (REPO / "release").rglob("*")
+           if p.is_file() and (p.suffix not in STUDENT_FILE_TYPES or "instructor" in p.name
+                               or any(part in {"__pycache__", ".ipynb_checkpoints"} for part in p.parts))]
+    assert not bad, f"release/ contains files students must not get: {bad}"
+
+
+def test_nbgrader_config_loads_and_enables_course_preprocessors():
+    """Does nbgrader_config.py load cleanly and switch on the course's preprocessors and timeout?
+
+    nbgrader logs a broken config file and carries on with its defaults, so only a test notices.
+    """
+    from da6401.nbgrader_ext import DemoteStderr, HideHiddenTests
+
+    config = PyFileConfigLoader("nbgrader_config.py", path=str(REPO)).load_config()
+    assert config.CourseDirectory.course_id == "da6401"
+    assert DemoteStderr in config.Autograde.autograde_preprocessors
+    assert HideHiddenTests in config.GenerateFeedback.preprocessors
+    assert config.Execute.timeout >= 300, "a cold `import torch` or a training cell outlasts nbgrader's 30 s default"

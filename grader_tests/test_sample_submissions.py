@@ -1,0 +1,87 @@
+"""Does autograding give every sample submission exactly the points its expected.toml states?
+
+Each folder in grader_tests/submissions/<assignment>/<name>/ is a submission named
+by what it breaks, with the points it must lose beside it (see da6401.submissions).
+One `nbgrader autograde` per assignment grades them all, in a temporary course.
+"""
+from __future__ import annotations
+
+import re
+import tomllib
+
+import nbformat
+import pytest
+
+from conftest import REPO
+from da6401.submissions import SPECS, build_notebook, spec_names
+
+CASES = [(a.name, n) for a in sorted(SPECS.iterdir()) if a.is_dir() for n in spec_names(a.name)]
+
+
+def test_cells(assignment: str) -> dict[str, float]:
+    """Autograded test cells of an assignment's source notebook: {grade_id: points}."""
+    (path,) = (REPO / "source" / assignment).glob("*.ipynb")
+    cells = {}
+    for cell in nbformat.read(path, as_version=4).cells:
+        meta = cell.metadata.get("nbgrader", {})
+        if cell.cell_type == "code" and meta.get("grade"):
+            cells[meta["grade_id"]] = meta["points"]
+    return cells
+
+
+test_cells.__test__ = False  # a helper, not a pytest test
+
+
+def expected_scores(assignment: str, name: str) -> dict[str, float]:
+    """{grade_id: expected points} from the submission's expected.toml."""
+    expected = tomllib.loads((SPECS / assignment / name / "expected.toml").read_text())
+    cells = test_cells(assignment)
+    if expected.get("lost") == "all":
+        return {cell: 0 for cell in cells}
+    lost = expected.get("lost", {})
+    return {cell: points - lost.get(cell, 0) for cell, points in cells.items()}
+
+
+@pytest.mark.parametrize("assignment,name", CASES)
+def test_sample_submission_spec_is_valid(tmp_path, assignment, name):
+    """Do the submission's edits still apply, and does expected.toml name real cells with all-or-nothing losses?"""
+    spec = tomllib.loads((SPECS / assignment / name / "submission.toml").read_text())
+    assert spec.get("description"), "say in one sentence what this submission gets wrong"
+    (notebook,) = (REPO / "release" / assignment).glob("*.ipynb")
+    build_notebook(REPO, assignment, spec, notebook.name)  # raises when an edit no longer applies
+    expected = tomllib.loads((SPECS / assignment / name / "expected.toml").read_text())
+    cells = test_cells(assignment)
+    if expected.get("lost") != "all":
+        for cell, points in expected.get("lost", {}).items():
+            assert cell in cells, f"expected.toml names {cell!r}, not a test cell of {assignment}"
+            assert points == cells[cell], f"{cell} is all-or-nothing: it loses {cells[cell]} points, not {points}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("assignment,name", CASES)
+def test_sample_submission_scores_as_expected(autograded, assignment, name):
+    """Does this submission lose exactly the points of the parts it breaks, and keep the rest?"""
+    _, scores = autograded(assignment)
+    assert name in scores, f"{name} was not autograded"
+    got = {cell: scores[name][cell][0] for cell in test_cells(assignment)}
+    expected = expected_scores(assignment, name)
+    wrong = {cell: f"got {got[cell]}, expected {expected[cell]}" for cell in expected if got[cell] != expected[cell]}
+    assert not wrong, f"{assignment}/{name}: {wrong}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("assignment", sorted({a for a, _ in CASES}))
+def test_feedback_is_generated_without_hidden_test_code(autograded, assignment):
+    """Is there a feedback page per graded submission, showing failure reports but no hidden test code?"""
+    course, scores = autograded(assignment)
+    source = (next((REPO / "source" / assignment).glob("*.ipynb"))).read_text()
+    hidden_defs = set(re.findall(r"def (test_\w+)", source)) - set(
+        re.findall(r"def (test_\w+)", next((REPO / "release" / assignment).glob("*.ipynb")).read_text()))
+    assert hidden_defs, "the source notebook has no hidden tests to hide"
+    for student in scores:
+        pages = list((course / "feedback" / student / assignment).glob("*.html"))
+        assert pages, f"no feedback page for {student}"
+        html = pages[0].read_text()
+        assert "lines of hidden tests" in html
+        shown = {name for name in hidden_defs if f"def {name}" in html}
+        assert not shown, f"feedback for {student} shows hidden test code: {shown}"
