@@ -127,6 +127,7 @@ def test_tests_magic_fails_the_cell_and_shows_the_values(executed_cells):
     cell = executed_cells["failing"]
     assert utils.determine_grade(cell) == (0, 1)
     assert "assert (3 + 1) == 5" in _text(cell) and "1 failed, 1 passed" in _text(cell)
+    assert "1 of 2 tests failed" in _text(cell) and "test_fails: assert (3 + 1) == 5" in _text(cell)
 
 
 def test_one_broken_cell_does_not_cost_the_next_cell_its_points(executed_cells):

@@ -34,12 +34,29 @@ class TestsFailed(AssertionError):
     __test__ = False  # not a pytest test class
 
 
+class _Outcomes:
+    """pytest plugin that keeps each test's outcome and one-line failure message."""
+
+    def __init__(self):
+        self.failed: list[tuple[str, str]] = []
+        self.passed = 0
+
+    def pytest_runtest_logreport(self, report):
+        if report.failed:
+            crash = getattr(report.longrepr, "reprcrash", None)
+            message = crash.message if crash else str(report.longrepr).strip().splitlines()[-1]
+            self.failed.append((report.nodeid.split("::")[-1], message.splitlines()[0]))
+        elif report.when == "call" and report.passed:
+            self.passed += 1
+
+
 def run_cell_tests(shell, cell: str) -> None:
     """Execute ``cell`` in ``shell``'s namespace, then run the tests it defined.
 
     Raises:
         TestsFailed: when the cell body raised, defined no test, or a test failed.
     """
+    __tracebackhide__ = True  # IPython then shows the failure, not this module's frames
     import __main__
 
     forget_tests(vars(__main__))
@@ -47,11 +64,16 @@ def run_cell_tests(shell, cell: str) -> None:
         result = shell.run_cell(cell, store_history=False, silent=False)
         if not result.success:
             raise TestsFailed("the test cell itself raised an error (traceback above); no test ran")
-        exit_code = ipytest.run(*PYTEST_ARGS, module=__main__, raise_on_error=False, addopts=(), coverage=False)
+        outcomes = _Outcomes()
+        exit_code = ipytest.run(*PYTEST_ARGS, module=__main__, plugins=[outcomes], raise_on_error=False,
+                                addopts=(), coverage=False)
     if exit_code == 5:
         raise TestsFailed("this cell defines no test_* function")
     if exit_code != 0:
-        raise TestsFailed("some tests failed; the report above names each one and the values that differed")
+        # The message repeats the summary: `nbgrader validate` shows a cell's error, not its report.
+        lines = [f"  {name}: {message}" for name, message in outcomes.failed] or ["  (see the report above)"]
+        raise TestsFailed(f"{len(outcomes.failed)} of {len(outcomes.failed) + outcomes.passed} tests failed "
+                          "(full report above):\n" + "\n".join(lines))
 
 
 def forget_tests(namespace: dict) -> None:
@@ -65,6 +87,7 @@ def register(shell) -> None:
     ipytest.config(rewrite_asserts=True, magics=False, clean=False)
 
     def tests(line: str, cell: str) -> None:
+        __tracebackhide__ = True
         run_cell_tests(shell, cell)
 
     shell.register_magic_function(tests, magic_kind="cell", magic_name="tests")
