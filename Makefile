@@ -6,7 +6,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 ASSIGNMENTS := $(notdir $(patsubst %/,%,$(dir $(wildcard source/*/*.ipynb))))
-SAMPLES ?= reference untouched alternative_loops adam_no_bias_correction dropout_not_rescaled
+SAMPLES ?= reference untouched alternative_loops noisy_but_correct adam_no_bias_correction relu_grad_mask_inverted linear_classifier_only
 
 # Use the offline mirror beside the checkout when there is one (CI, course servers).
 ifneq ($(wildcard ../shared/data/SHA256SUMS),)
