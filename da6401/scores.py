@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
 
 from nbgrader.api import Gradebook, MissingEntry
@@ -51,6 +52,7 @@ def format_table(table: dict[str, dict[str, tuple[float | None, float]]]) -> str
 
 
 def main(argv: list[str] | None = None) -> int:
+    warnings.filterwarnings("ignore", module="nbgrader.api")  # SQLAlchemy session chatter, not a problem
     parser = argparse.ArgumentParser(prog="python -m da6401.scores", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("assignment")

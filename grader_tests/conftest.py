@@ -65,6 +65,7 @@ def autograded(tmp_path_factory, needs_data):
     def grade(assignment: str):
         if assignment not in courses:
             course = make_course(tmp_path_factory.mktemp(assignment))
+            nbgrader(course, "generate_assignment", assignment, "--force")  # records cells and points in the gradebook
             assemble(assignment, None, course)
             nbgrader(course, "autograde", assignment, "--force")
             nbgrader(course, "generate_feedback", assignment, "--force")

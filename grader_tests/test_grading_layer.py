@@ -178,11 +178,15 @@ def test_hide_hidden_tests_replaces_the_region_and_keeps_the_report():
     """Does feedback show a placeholder instead of hidden tests, keep visible tests and outputs?"""
     cell = _graded("%%tests\ndef test_visible():\n    pass\n### BEGIN HIDDEN TESTS\ndef test_secret():\n"
                    "    assert secret == 42\n### END HIDDEN TESTS", "t")
-    cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text="FAILED test_secret\n")]
+    cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text="FAILED test_secret\n"),
+                    nbformat.v4.new_output("error", ename="TestsFailed", evalue="1 of 2 tests failed",
+                                           traceback=["run_cell_magic('tests', '', 'def test_secret():\\n"
+                                                      "    assert secret == 42')", "TestsFailed: 1 of 2 tests failed"])]
     HideHiddenTests().preprocess(nbformat.v4.new_notebook(cells=[cell]), {})
     assert "secret == 42" not in cell.source and "def test_visible" in cell.source
     assert "(2 lines of hidden tests" in cell.source
     assert cell.outputs[0].text == "FAILED test_secret\n"
+    assert cell.outputs[1].traceback == ["TestsFailed: 1 of 2 tests failed"], "the traceback quotes the hidden code"
 
 
 def test_hide_hidden_tests_hides_an_unterminated_region():

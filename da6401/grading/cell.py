@@ -25,7 +25,8 @@ import sys
 import ipytest
 
 TEST_PATTERN = "test_*"
-PYTEST_ARGS = ("-q", "--color=no", "-p", "no:cacheprovider", "--tb=short", "-W", "default")
+# tee-sys: what a passing test prints (a gradient check, a measured accuracy) is shown too, not swallowed.
+PYTEST_ARGS = ("-q", "--color=no", "-p", "no:cacheprovider", "--tb=short", "-W", "default", "--capture=tee-sys")
 
 
 class TestsFailed(AssertionError):

@@ -4,14 +4,16 @@ Stock ``nbgrader generate_feedback`` renders the autograded notebook, whose test
 cells hold the hidden tests in full. This replaces each
 ``### BEGIN HIDDEN TESTS`` ... ``### END HIDDEN TESTS`` region with one line.
 The cell's outputs stay: the pytest report names each failed test and the values
-that differed, which is what explains the lost points.
+that differed, which is what explains the lost points. The one exception is an
+error's traceback, which quotes the whole cell (``run_cell_magic('tests', '', '<source>')``):
+it is cut to its last line, ``TestsFailed: <which tests failed and why>``.
 """
 from nbgrader.preprocessors import NbGraderPreprocessor
 from traitlets import Unicode
 
 
 class HideHiddenTests(NbGraderPreprocessor):
-    """Replace hidden-test regions in code cells with a placeholder comment."""
+    """Replace hidden-test regions in code cells with a placeholder; shorten their error tracebacks."""
 
     begin_delimiter = Unicode("BEGIN HIDDEN TESTS", help="Marker opening a hidden-test region.").tag(config=True)
     end_delimiter = Unicode("END HIDDEN TESTS", help="Marker closing a hidden-test region.").tag(config=True)
@@ -38,4 +40,7 @@ class HideHiddenTests(NbGraderPreprocessor):
         if hidden is not None:  # unterminated region: hide the rest rather than leak it
             kept.append(self.placeholder.format(n=hidden))
         cell.source = "\n".join(kept)
+        for output in cell.outputs:
+            if output.output_type == "error":
+                output.traceback = [f"{output.ename}: {output.evalue}"]
         return cell, resources

@@ -1,0 +1,54 @@
+"""Does a broken submission get a clear error without losing anyone's submission or grade?"""
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from conftest import BIN, course_env, make_course, nbgrader
+from da6401.scores import cell_scores
+from da6401.submissions import assemble
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def graded_with_broken(tmp_path_factory, needs_data):
+    """A course where `untouched` is graded beside a truncated notebook and a folder without the notebook."""
+    course = make_course(tmp_path_factory.mktemp("broken"))
+    nbgrader(course, "generate_assignment", "a1_mlp", "--force")
+    assemble("a1_mlp", ["untouched"], course)
+    release = (course / "release" / "a1_mlp" / "mlp_backprop.ipynb").read_bytes()
+    corrupt = course / "submitted" / "truncated_notebook" / "a1_mlp" / "mlp_backprop.ipynb"
+    corrupt.parent.mkdir(parents=True)
+    corrupt.write_bytes(release[: len(release) // 2])
+    missing = course / "submitted" / "notebook_missing" / "a1_mlp"
+    missing.mkdir(parents=True)
+    (missing / "my_notes.txt").write_text("I forgot to upload the notebook\n")
+    done = subprocess.run([str(BIN / "nbgrader"), "autograde", "a1_mlp", "--force"], cwd=course,
+                          env=course_env(), capture_output=True, text=True, timeout=1800)
+    return course, done, release
+
+
+def test_truncated_notebook_is_reported_and_kept(graded_with_broken):
+    """Is a truncated notebook named in nbgrader's errors, and is the submitted file left as it was?"""
+    course, done, release = graded_with_broken
+    assert done.returncode != 0, "autograde should report the broken submission"
+    assert "truncated_notebook" in done.stdout + done.stderr
+    corrupt = course / "submitted" / "truncated_notebook" / "a1_mlp" / "mlp_backprop.ipynb"
+    assert corrupt.read_bytes() == release[: len(release) // 2], "the student's file must never be altered"
+
+
+def test_other_students_are_graded_despite_broken_submissions(graded_with_broken):
+    """Does everyone else still get graded when one notebook is corrupt and one is missing?"""
+    course, _, _ = graded_with_broken
+    scores = cell_scores(course, "a1_mlp")
+    assert "untouched" in scores and scores["untouched"]["test_sigmoid"] == (0, 2)
+
+
+def test_missing_notebook_scores_zero(graded_with_broken):
+    """Does a submission without the notebook score 0 on every cell instead of crashing the run?"""
+    course, _, _ = graded_with_broken
+    scores = cell_scores(course, "a1_mlp")
+    assert "notebook_missing" in scores
+    assert all(score == 0 for score, _ in scores["notebook_missing"].values())
