@@ -33,6 +33,26 @@ def cell_scores(course: Path, assignment: str) -> dict[str, dict[str, tuple[floa
     return table
 
 
+def unscored(course: Path, assignment: str, table: dict) -> dict[str, str]:
+    """Submissions that autograde did not score, with the reason, so that none goes unnoticed.
+
+    nbgrader skips a submission folder without the notebook (a warning in a long log), and keeps
+    a record without scores for a notebook it could not run (corrupt JSON, say).
+
+    Returns:
+        {student_id: reason} for submitted/<student>/<assignment>/ folders with no scored cell.
+    """
+    problems = {}
+    for folder in sorted((course / "submitted").glob(f"*/{assignment}")):
+        student = folder.parent.name
+        if student not in table:
+            found = sorted(p.name for p in folder.iterdir()) or ["nothing"]
+            problems[student] = f"not graded: no notebook of {assignment} in the submission (found: {', '.join(found)})"
+        elif all(score is None for score, _ in table[student].values()):
+            problems[student] = "not graded: autograde failed on this notebook (corrupt? see nbgrader's log)"
+    return problems
+
+
 def format_table(table: dict[str, dict[str, tuple[float | None, float]]]) -> str:
     """One row per student, one column per graded cell, then the autograded total."""
     if not table:
@@ -59,7 +79,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--course", type=Path, default=Path.cwd())
     args = parser.parse_args(argv)
     try:
-        print(format_table(cell_scores(args.course.resolve(), args.assignment)))
+        table = cell_scores(args.course.resolve(), args.assignment)
+        problems = unscored(args.course.resolve(), args.assignment, table)
+        print(format_table({k: v for k, v in table.items() if k not in problems}))
+        for student, reason in problems.items():
+            print(f"{student}: {reason}")
     except MissingEntry as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

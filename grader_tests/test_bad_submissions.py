@@ -6,7 +6,7 @@ import subprocess
 import pytest
 
 from conftest import BIN, course_env, make_course, nbgrader
-from da6401.scores import cell_scores
+from da6401.scores import cell_scores, unscored
 from da6401.submissions import assemble
 
 pytestmark = pytest.mark.slow
@@ -46,9 +46,10 @@ def test_other_students_are_graded_despite_broken_submissions(graded_with_broken
     assert "untouched" in scores and scores["untouched"]["test_sigmoid"] == (0, 2)
 
 
-def test_missing_notebook_scores_zero(graded_with_broken):
-    """Does a submission without the notebook score 0 on every cell instead of crashing the run?"""
+def test_score_report_names_the_submissions_autograde_could_not_score(graded_with_broken):
+    """Does the score report name the submission without its notebook and the corrupt one, with why?"""
     course, _, _ = graded_with_broken
-    scores = cell_scores(course, "a1_mlp")
-    assert "notebook_missing" in scores
-    assert all(score == 0 for score, _ in scores["notebook_missing"].values())
+    problems = unscored(course, "a1_mlp", cell_scores(course, "a1_mlp"))
+    assert set(problems) == {"notebook_missing", "truncated_notebook"}
+    assert "no notebook" in problems["notebook_missing"] and "my_notes.txt" in problems["notebook_missing"]
+    assert "autograde failed" in problems["truncated_notebook"]
