@@ -33,7 +33,8 @@ release: setup
 
 grade-samples: data release
 	$(BIN)/python -m da6401.submissions assemble a1_mlp $(SAMPLES)
-	$(BIN)/nbgrader autograde a1_mlp --force --log-level=WARN
+	@# ERROR level: every submission logs "checksum has changed" for each test cell, since hidden tests are stripped from what students get
+	$(BIN)/nbgrader autograde a1_mlp --force --log-level=ERROR
 	$(BIN)/nbgrader generate_feedback a1_mlp --force --log-level=WARN
 	$(BIN)/python -m da6401.scores a1_mlp
 

@@ -1,0 +1,91 @@
+"""Checkpoint checks for assignments graded from a trained model (A2-A4).
+
+Autograde never retrains those models: the hidden tests load the submitted
+checkpoint into the student's own model class. Loading uses
+``torch.load(weights_only=True)``, which restores tensors and plain containers
+and refuses to run pickled code, so a checkpoint cannot execute anything.
+Every failure is a :class:`CheckpointError` (an ``AssertionError``, so pytest
+reports it as the failed test) with a message that says what to do.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+
+
+class CheckpointError(AssertionError):
+    """A checkpoint is missing, unreadable, unsafe, or from another architecture."""
+
+
+def under_autograde() -> bool:
+    """True while ``nbgrader autograde`` runs the notebook (it sets NBGRADER_EXECUTION=autograde)."""
+    return os.environ.get("NBGRADER_EXECUTION") == "autograde"
+
+
+def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Read a ``state_dict`` saved with ``torch.save(model.state_dict(), path)``, without running pickled code.
+
+    Returns:
+        {parameter or buffer name: tensor}, on the CPU.
+    Raises:
+        CheckpointError: the file is missing, unreadable, holds pickled objects, or is not a state_dict.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path}: run the training cell that saves it, "
+                              f"and submit {path.name} together with the notebook")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise CheckpointError(f"{path.name} holds pickled Python objects, which the grader does not load; "
+                              f"save only the weights: torch.save(model.state_dict(), {path.name!r}) "
+                              f"({str(e).splitlines()[0]})") from None
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as e:
+        raise CheckpointError(f"{path.name} is not a readable PyTorch checkpoint (truncated or corrupt?): "
+                              f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{path.name} does not hold a state_dict (a mapping of names to tensors); "
+                              f"save it with torch.save(model.state_dict(), {path.name!r})")
+    return dict(state)
+
+
+def load_into(model: torch.nn.Module, path: str | os.PathLike) -> torch.nn.Module:
+    """Load a checkpoint into ``model`` (the student's own class), in eval mode.
+
+    Tensors saved in another floating dtype (fp16 to keep files small) are cast to the model's.
+
+    Raises:
+        CheckpointError: as :func:`load_state_dict`, or when names or shapes differ from the model's,
+            i.e. the checkpoint was saved from another architecture.
+    """
+    state = load_state_dict(path)
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    reshaped = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(v.shape)}"
+                for k, v in own.items() if k in state and state[k].shape != v.shape]
+    if missing or unexpected or reshaped:
+        details = [f"{label} ({len(items)}): {', '.join(items[:4])}{' ...' if len(items) > 4 else ''}"
+                   for label, items in (("missing", missing), ("unexpected", unexpected), ("other shape", reshaped))
+                   if items]
+        raise CheckpointError(f"{Path(path).name} was saved from a different architecture than "
+                              f"{type(model).__name__} builds now; " + "; ".join(details))
+    model.load_state_dict(state)
+    return model.eval()
+
+
+def count_parameters(model: torch.nn.Module) -> int:
+    """Number of trainable parameters (entries of tensors with requires_grad)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def assert_parameter_budget(model: torch.nn.Module, budget: int) -> None:
+    """Fail unless ``model`` has at most ``budget`` trainable parameters."""
+    __tracebackhide__ = True
+    n = count_parameters(model)
+    assert n <= budget, f"{type(model).__name__} has {n:,} trainable parameters; the budget is {budget:,}"
