@@ -14,6 +14,7 @@ from conftest import REPO, make_course, nbgrader
 ASSIGNMENTS = sorted(p.parent.name for p in (REPO / "source").glob("*/*.ipynb"))
 MARKERS = re.compile(r"BEGIN SOLUTION|END SOLUTION|BEGIN HIDDEN TESTS|END HIDDEN TESTS")
 STUDENT_FILE_TYPES = {".ipynb", ".md", ".png", ".jpg", ".svg", ".txt", ".csv"}
+STUDENT_FILES = {"nbgrader_config.py"}  # sets the cell timeout for a student's own `nbgrader validate`
 
 
 def _solution_lines(source_nb) -> set[str]:
@@ -66,9 +67,16 @@ def test_release_has_no_solution_or_hidden_test(assignment):
 def test_release_has_only_student_files():
     """Does release/ hold only student files: no caches, checkpoints or instructor-only assets?"""
     bad = [p.relative_to(REPO) for p in (REPO / "release").rglob("*")
-           if p.is_file() and (p.suffix not in STUDENT_FILE_TYPES or "instructor" in p.name
+           if p.is_file() and ((p.suffix not in STUDENT_FILE_TYPES and p.name not in STUDENT_FILES) or "instructor" in p.name
                                or any(part in {"__pycache__", ".ipynb_checkpoints"} for part in p.parts))]
     assert not bad, f"release/ contains files students must not get: {bad}"
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_students_validate_with_a_long_enough_cell_timeout(assignment):
+    """Does a student's `nbgrader validate`, run in the released folder, allow training cells over 30 s?"""
+    config = PyFileConfigLoader("nbgrader_config.py", path=str(REPO / "release" / assignment)).load_config()
+    assert config.Execute.timeout >= 300
 
 
 def test_nbgrader_config_loads_and_enables_course_preprocessors():
