@@ -18,7 +18,7 @@ from da6401.submissions import SPECS, build_notebook, spec_names
 CASES = [(a.name, n) for a in sorted(SPECS.iterdir()) if a.is_dir() for n in spec_names(a.name)]
 
 
-def test_cells(assignment: str) -> dict[str, float]:
+def graded_cells(assignment: str) -> dict[str, float]:
     """Autograded test cells of an assignment's source notebook: {grade_id: points}."""
     (path,) = (REPO / "source" / assignment).glob("*.ipynb")
     cells = {}
@@ -29,13 +29,12 @@ def test_cells(assignment: str) -> dict[str, float]:
     return cells
 
 
-test_cells.__test__ = False  # a helper, not a pytest test
 
 
 def expected_scores(assignment: str, name: str) -> dict[str, float]:
     """{grade_id: expected points} from the submission's expected.toml."""
     expected = tomllib.loads((SPECS / assignment / name / "expected.toml").read_text())
-    cells = test_cells(assignment)
+    cells = graded_cells(assignment)
     if expected.get("lost") == "all":
         return {cell: 0 for cell in cells}
     lost = expected.get("lost", {})
@@ -50,7 +49,7 @@ def test_sample_submission_spec_is_valid(tmp_path, assignment, name):
     (notebook,) = (REPO / "release" / assignment).glob("*.ipynb")
     build_notebook(REPO, assignment, spec, notebook.name)  # raises when an edit no longer applies
     expected = tomllib.loads((SPECS / assignment / name / "expected.toml").read_text())
-    cells = test_cells(assignment)
+    cells = graded_cells(assignment)
     if expected.get("lost") != "all":
         for cell, points in expected.get("lost", {}).items():
             assert cell in cells, f"expected.toml names {cell!r}, not a test cell of {assignment}"
@@ -63,7 +62,7 @@ def test_sample_submission_scores_as_expected(autograded, assignment, name):
     """Does this submission lose exactly the points of the parts it breaks, and keep the rest?"""
     _, scores = autograded(assignment)
     assert name in scores, f"{name} was not autograded"
-    got = {cell: scores[name][cell][0] for cell in test_cells(assignment)}
+    got = {cell: scores[name][cell][0] for cell in graded_cells(assignment)}
     expected = expected_scores(assignment, name)
     wrong = {cell: f"got {got[cell]}, expected {expected[cell]}" for cell in expected if got[cell] != expected[cell]}
     assert not wrong, f"{assignment}/{name}: {wrong}"
