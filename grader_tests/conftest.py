@@ -26,7 +26,7 @@ def course_env() -> dict[str, str]:
     return env
 
 
-def nbgrader(course: Path, *args: str, timeout: int = 1800) -> subprocess.CompletedProcess:
+def nbgrader(course: Path, *args: str, timeout: int = 3600) -> subprocess.CompletedProcess:
     """Run ``nbgrader <args>`` in ``course``; fail the test with nbgrader's output if it exits non-zero."""
     done = subprocess.run([str(BIN / "nbgrader"), *args, "--log-level=WARN"], cwd=course, env=course_env(),
                           capture_output=True, text=True, timeout=timeout)

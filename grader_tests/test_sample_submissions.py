@@ -84,3 +84,13 @@ def test_feedback_is_generated_without_hidden_test_code(autograded, assignment):
         assert "lines of hidden tests" in html
         shown = {name for name in hidden_defs if f"def {name}" in html}
         assert not shown, f"feedback for {student} shows hidden test code: {shown}"
+
+
+def test_an_edit_that_no_longer_applies_fails_loudly():
+    """When the notebook changes under a sample submission, does assembling it fail instead of grading the reference?"""
+    (notebook,) = (REPO / "release" / "a1_mlp").glob("*.ipynb")
+    stale = {"base": "reference", "edit": [{"cell": "optimizers", "old": "text that is not there", "new": "x"}]}
+    with pytest.raises(ValueError, match="occurs 0 times"):
+        build_notebook(REPO, "a1_mlp", stale, notebook.name)
+    with pytest.raises(ValueError, match="not in"):
+        build_notebook(REPO, "a1_mlp", {"edit": [{"cell": "no_such_cell", "source": ""}]}, notebook.name)
