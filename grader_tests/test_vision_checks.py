@@ -1,0 +1,73 @@
+"""Do the image-pipeline checks pass correct tensor-op augmentations and catch the usual bugs?"""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from da6401.grading.vision import check_channel_stats, check_normalise, check_random_crop, check_random_flip
+
+
+def flip(x, g):
+    mask = torch.rand(len(x), generator=g) < 0.5
+    return torch.where(mask[:, None, None, None], x.flip(-1), x)
+
+
+def flip_wrong_axis(x, g):
+    mask = torch.rand(len(x), generator=g) < 0.5
+    return torch.where(mask[:, None, None, None], x.flip(-2), x)
+
+
+def flip_all(x, g):
+    return x.flip(-1)
+
+
+def crop(x, padding, g):
+    n, _, h, w = x.shape
+    padded = torch.nn.functional.pad(x, (padding,) * 4)
+    dy = torch.randint(0, 2 * padding + 1, (n,), generator=g)
+    dx = torch.randint(0, 2 * padding + 1, (n,), generator=g)
+    return torch.stack([padded[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w] for i in range(n)])
+
+
+def crop_by_roll(x, padding, g):
+    shifts = torch.randint(-padding, padding + 1, (2,), generator=g)
+    return torch.roll(x, shifts=(int(shifts[0]), int(shifts[1])), dims=(-2, -1))
+
+
+def crop_same_offset(x, padding, g):
+    padded = torch.nn.functional.pad(x, (padding,) * 4)
+    return padded[:, :, 1:1 + x.shape[2], 2:2 + x.shape[3]]
+
+
+def test_flip_check_passes_a_left_right_flip():
+    """Does a per-image left-right flip pass?"""
+    check_random_flip(flip)
+
+
+@pytest.mark.parametrize("bad,message", [(flip_wrong_axis, "upside down"), (flip_all, "expected about 50%")])
+def test_flip_check_catches_wrong_axis_and_flipping_everything(bad, message):
+    """Is a flip along H, or a flip of every image, caught with a message that says which?"""
+    with pytest.raises(AssertionError, match=message):
+        check_random_flip(bad)
+
+
+def test_crop_check_passes_padded_random_crops():
+    """Does a zero-pad-then-crop at a random offset per image pass?"""
+    check_random_crop(crop, padding=4)
+
+
+@pytest.mark.parametrize("bad,message", [(crop_by_roll, "wrap around"), (crop_same_offset, "distinct offsets")])
+def test_crop_check_catches_wraparound_and_a_fixed_offset(bad, message):
+    """Is torch.roll (pixels wrap around) or one offset for the whole batch caught?"""
+    with pytest.raises(AssertionError, match=message):
+        check_random_crop(bad, padding=4)
+
+
+def test_stats_and_normalise_checks_pass_correct_and_catch_wrong_scaling():
+    """Do correct statistics and normalisation pass, and unscaled statistics or a division by the variance fail?"""
+    check_channel_stats(lambda im: ((im / 255.0).mean(axis=(0, 1, 2)), (im / 255.0).std(axis=(0, 1, 2))))
+    check_normalise(lambda x, m, s: (x - m[:, None, None]) / s[:, None, None])
+    with pytest.raises(AssertionError, match="channel means"):
+        check_channel_stats(lambda im: (im.mean(axis=(0, 1, 2)), im.std(axis=(0, 1, 2))))
+    with pytest.raises(AssertionError, match="normalise"):
+        check_normalise(lambda x, m, s: (x - m[:, None, None]) / s[:, None, None] ** 2)  # divides by the variance
