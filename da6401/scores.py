@@ -53,6 +53,22 @@ def unscored(course: Path, assignment: str, table: dict) -> dict[str, str]:
     return problems
 
 
+def deleted_test_cells(course: Path, assignment: str) -> dict[str, list[str]]:
+    """Test cells a student deleted: nbgrader cannot run them and leaves them for manual grading.
+
+    Returns:
+        {student_id: [grade_id, ...]} for autograded code cells that have no automatic score.
+    """
+    deleted = {}
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
+        for submission in gb.assignment_submissions(assignment):
+            cells = [g.name for nb in submission.notebooks for g in nb.grades
+                     if g.cell_type == "code" and g.auto_score is None]
+            if cells:
+                deleted[submission.student.id] = cells
+    return deleted
+
+
 def format_table(table: dict[str, dict[str, tuple[float | None, float]]]) -> str:
     """One row per student, one column per graded cell, then the autograded total."""
     if not table:
@@ -84,6 +100,10 @@ def main(argv: list[str] | None = None) -> int:
         print(format_table({k: v for k, v in table.items() if k not in problems}))
         for student, reason in problems.items():
             print(f"{student}: {reason}")
+        for student, cells in deleted_test_cells(args.course.resolve(), args.assignment).items():
+            if student not in problems:
+                print(f"{student}: test cells missing from the notebook (deleted?), left for a TA by nbgrader: "
+                      f"{', '.join(cells)}")
     except MissingEntry as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
