@@ -1,0 +1,92 @@
+"""Checks of a student's training step, for assignments graded from a checkpoint (A2-A4).
+
+A good checkpoint says nothing about the code that was submitted with it, so the
+hidden tests also run the student's own training step, briefly, on a fixed batch.
+The step follows this contract (stated in the notebooks):
+
+    train_step(model, optimizer, x, y) -> float
+        One optimisation step on one batch: clear old gradients, forward, loss,
+        backward, optimizer.step(). Returns the batch loss.
+
+Either order of clearing (``zero_grad()`` before ``backward()``, or after ``step()``)
+is accepted; never clearing is not.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Callable
+
+import torch
+
+
+def _max_change(a: torch.nn.Module, b: torch.nn.Module) -> float:
+    with torch.no_grad():
+        return max(float((p - q).abs().max()) for p, q in zip(a.parameters(), b.parameters()))
+
+
+def check_gradients_do_not_accumulate(train_step: Callable, model: torch.nn.Module, batches, lr: float = 0.05,
+                                      seed: int = 0) -> None:
+    """Fail if a second step still feels the first step's gradients (no ``zero_grad`` anywhere).
+
+    Runs two steps on ``model`` with plain SGD; then repeats the second step on a copy of the
+    model as it was after the first step, with its gradients cleared. Both must agree.
+
+    Args:
+        train_step: the student's function (see the module docstring).
+        model: a freshly built model of the student's class (it is trained in place).
+        batches: two (x, y) pairs.
+    Raises:
+        AssertionError: when the two second steps differ.
+    """
+    __tracebackhide__ = True
+    (x1, y1), (x2, y2) = batches
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+    torch.manual_seed(seed)
+    train_step(model, optimizer, x1, y1)
+    clean = copy.deepcopy(model)
+    for p in clean.parameters():
+        p.grad = None
+    torch.manual_seed(seed + 1)
+    train_step(model, optimizer, x2, y2)
+    torch.manual_seed(seed + 1)
+    train_step(clean, torch.optim.SGD(clean.parameters(), lr=lr), x2, y2)
+    change = _max_change(model, clean)
+    assert change < 1e-5, (f"train_step: the second step differs by up to {change:.3g} from the same step with "
+                           "cleared gradients, so gradients accumulate across steps; call optimizer.zero_grad() "
+                           "before loss.backward()")
+
+
+def check_loss_falls(train_step: Callable, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
+                     steps: int = 30, batch_size: int = 64, lr: float = 0.05, min_drop: float = 0.25,
+                     seed: int = 0) -> tuple[float, float]:
+    """Fail unless ``steps`` training steps on a small fixed set cut its loss by ``min_drop`` (a fraction).
+
+    The loss is plain cross-entropy of ``model`` in eval mode on all of ``x``, before and after;
+    the optimiser is SGD with Nesterov momentum 0.9 at ``lr``.
+
+    Returns:
+        (loss before, loss after), to print.
+    Raises:
+        AssertionError: naming both losses when the drop is too small (or the loss is not finite).
+    """
+    __tracebackhide__ = True
+
+    def loss() -> float:
+        model.eval()
+        with torch.no_grad():
+            value = float(torch.nn.functional.cross_entropy(model(x), y))
+        model.train()
+        return value
+
+    before = loss()
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True)
+    g = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    for _ in range(steps):
+        idx = torch.randint(0, len(x), (batch_size,), generator=g)
+        train_step(model, optimizer, x[idx], y[idx])
+    after = loss()
+    assert after == after and after <= (1 - min_drop) * before, (
+        f"train_step: {steps} steps on a fixed set of {len(x)} examples took the loss from {before:.4f} to "
+        f"{after:.4f}; a working step cuts it by at least {min_drop:.0%}")
+    return before, after

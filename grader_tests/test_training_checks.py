@@ -1,0 +1,81 @@
+"""Do the training-step checks pass working steps and catch steps that cannot train?"""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from da6401.grading.training import check_gradients_do_not_accumulate, check_loss_falls
+
+
+def make_model() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 16), torch.nn.BatchNorm1d(16),
+                               torch.nn.ReLU(), torch.nn.Dropout(0.2), torch.nn.Linear(16, 3))
+
+
+def data(n: int = 192):
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(n, 3, 2, 2, generator=g)
+    y = (x.flatten(1)[:, :3].argmax(1))  # learnable labels
+    return x, y
+
+
+def step_zero_first(model, optimizer, x, y):
+    optimizer.zero_grad()
+    loss = torch.nn.functional.cross_entropy(model(x), y, label_smoothing=0.1)
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
+def step_zero_after(model, optimizer, x, y):
+    loss = torch.nn.functional.cross_entropy(model(x), y)
+    loss.backward()
+    optimizer.step()
+    optimizer.zero_grad()
+    return loss.item()
+
+
+def step_no_zero_grad(model, optimizer, x, y):
+    loss = torch.nn.functional.cross_entropy(model(x), y)
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
+def step_forgets_optimizer_step(model, optimizer, x, y):
+    optimizer.zero_grad()
+    loss = torch.nn.functional.cross_entropy(model(x), y)
+    loss.backward()
+    return loss.item()
+
+
+def step_ascends(model, optimizer, x, y):
+    optimizer.zero_grad()
+    (-torch.nn.functional.cross_entropy(model(x), y)).backward()
+    optimizer.step()
+    return 0.0
+
+
+@pytest.mark.parametrize("step", [step_zero_first, step_zero_after])
+def test_working_steps_pass_both_checks(step):
+    """Do steps that clear gradients (before backward or after step) pass, label smoothing included?"""
+    x, y = data()
+    check_gradients_do_not_accumulate(step, make_model(), [(x[:64], y[:64]), (x[64:128], y[64:128])])
+    before, after = check_loss_falls(step, make_model(), x, y)
+    assert after < before
+
+
+def test_missing_zero_grad_is_caught():
+    """Is a step that never clears gradients caught, with the fix in the message?"""
+    x, y = data()
+    with pytest.raises(AssertionError, match=r"gradients accumulate.*optimizer\.zero_grad\(\)"):
+        check_gradients_do_not_accumulate(step_no_zero_grad, make_model(), [(x[:64], y[:64]), (x[64:128], y[64:128])])
+
+
+@pytest.mark.parametrize("step", [step_forgets_optimizer_step, step_ascends])
+def test_steps_that_cannot_train_fail_the_loss_check(step):
+    """Is a step without optimizer.step(), or one climbing the loss, caught by the loss check?"""
+    x, y = data()
+    with pytest.raises(AssertionError, match="a working step cuts it"):
+        check_loss_falls(step, make_model(), x, y)
