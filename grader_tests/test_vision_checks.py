@@ -51,9 +51,24 @@ def test_flip_check_catches_wrong_axis_and_flipping_everything(bad, message):
         check_random_flip(bad)
 
 
+def crop_reflect(x, padding, g):
+    n, _, h, w = x.shape
+    padded = torch.nn.functional.pad(x, (padding,) * 4, mode="reflect")
+    dy = torch.randint(0, 2 * padding + 1, (n,), generator=g)
+    dx = torch.randint(0, 2 * padding + 1, (n,), generator=g)
+    return torch.stack([padded[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w] for i in range(n)])
+
+
 def test_crop_check_passes_padded_random_crops():
-    """Does a zero-pad-then-crop at a random offset per image pass?"""
+    """Does a pad-then-crop at a random offset per image pass, with zero and with reflect padding?"""
     check_random_crop(crop, padding=4)
+    check_random_crop(crop_reflect, padding=2, mode="reflect")
+
+
+def test_crop_check_tells_zero_from_reflect_padding():
+    """Is a reflect-padded crop rejected where the notebook asks for zero padding?"""
+    with pytest.raises(AssertionError, match=r"padded by 4 \(constant\)"):
+        check_random_crop(crop_reflect, padding=4)
 
 
 @pytest.mark.parametrize("bad,message", [(crop_by_roll, "wrap around"), (crop_same_offset, "distinct offsets")])

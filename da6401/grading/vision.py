@@ -4,8 +4,9 @@ The functions under test follow these contracts (stated in the notebooks):
 
 - ``random_flip(x, generator)``: x (N, C, H, W) -> (N, C, H, W); each image is mirrored left-right
   (along W, the last axis) with probability 1/2, independently.
-- ``random_crop(x, padding, generator)``: x (N, C, H, W) -> (N, C, H, W); each image is zero-padded by
-  ``padding`` on every side, then an H x W window is cut at a random offset in [0, 2 * padding] per axis.
+- ``random_crop(x, padding, generator)``: x (N, C, H, W) -> (N, C, H, W); each image is padded by
+  ``padding`` on every side (zeros, or a reflection: the notebook says which), then an H x W window is
+  cut at a random offset in [0, 2 * padding] per axis.
 - ``channel_stats(images)``: uint8 (N, H, W, C) -> (mean, std), each of shape (C,), of pixel values
   scaled to [0, 1] (population std).
 - ``normalise(x, mean, std)``: x (N, C, H, W) in [0, 1] -> (x - mean) / std per channel.
@@ -50,8 +51,11 @@ def check_random_flip(random_flip: Callable, n: int = 512, seed: int = 0) -> Non
     assert 0.4 <= rate <= 0.6, f"random_flip mirrored {rate:.0%} of {n} images; expected about 50%"
 
 
-def check_random_crop(random_crop: Callable, padding: int = 4, n: int = 256, seed: int = 0) -> None:
-    """Fail unless each output image is an H x W window of the zero-padded input, at varied offsets.
+def check_random_crop(random_crop: Callable, padding: int = 4, n: int = 256, seed: int = 0,
+                      mode: str = "constant") -> None:
+    """Fail unless each output image is an H x W window of the padded input, at varied offsets.
+
+    ``mode`` is the padding of ``torch.nn.functional.pad``: "constant" (zeros) or "reflect".
 
     Raises:
         AssertionError: on a shape change, a window that is not inside the padded image (wrapping
@@ -61,14 +65,14 @@ def check_random_crop(random_crop: Callable, padding: int = 4, n: int = 256, see
     x = _distinct_images(n, h=12, w=12, seed=seed)
     out = random_crop(x.clone(), padding, torch.Generator().manual_seed(seed))
     assert tuple(out.shape) == tuple(x.shape), f"random_crop changed the shape {tuple(x.shape)} to {tuple(out.shape)}"
-    padded = torch.nn.functional.pad(x, (padding,) * 4)
+    padded = torch.nn.functional.pad(x, (padding,) * 4, mode=mode)
     h, w = x.shape[-2:]
     offsets = set()
     for i in range(n):
         found = next(((dy, dx) for dy in range(2 * padding + 1) for dx in range(2 * padding + 1)
                       if torch.equal(out[i], padded[i, :, dy:dy + h, dx:dx + w])), None)
-        assert found is not None, (f"random_crop: image {i} is not a {h}x{w} window of the image zero-padded by "
-                                   f"{padding} (a crop must not wrap around or leave the padded image)")
+        assert found is not None, (f"random_crop: image {i} is not a {h}x{w} window of the image padded by "
+                                   f"{padding} ({mode}); a crop must not wrap around or leave the padded image")
         offsets.add(found)
     assert len(offsets) >= min(10, (2 * padding + 1) ** 2 // 2), (
         f"random_crop used only {len(offsets)} distinct offsets over {n} images; draw one per image")
