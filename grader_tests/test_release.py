@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
 import nbformat
 import pytest
@@ -41,14 +40,15 @@ def test_every_assignment_with_a_notebook_has_a_release():
 def test_release_is_regenerated_identically(tmp_path, assignment):
     """Does `nbgrader generate_assignment` on source/ reproduce the committed release exactly?"""
     course = make_course(tmp_path / "course")
-    committed = {p.relative_to(course / "release"): p.read_bytes() for p in (course / "release").rglob("*") if p.is_file()}
+    folder = course / "release" / assignment
+    files = lambda: {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+    committed = files()
     nbgrader(course, "generate_assignment", assignment, "--force")
-    fresh = {p.relative_to(course / "release"): p.read_bytes() for p in (course / "release" / assignment).rglob("*") if p.is_file()}
-    committed = {k: v for k, v in committed.items() if k.parts[0] == assignment}
+    fresh = files()
     assert sorted(fresh) == sorted(committed), "release/ lists other files than generate_assignment makes"
     for name, data in fresh.items():
         assert json.loads(data) == json.loads(committed[name]) if name.suffix == ".ipynb" else data == committed[name], (
-            f"release/{name} is stale: run `.venv/bin/nbgrader generate_assignment {assignment} --force` and commit")
+            f"release/{assignment}/{name} is stale: run `.venv/bin/nbgrader generate_assignment {assignment} --force` and commit")
 
 
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
