@@ -45,16 +45,17 @@ def make_course(path: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def needs_data():
-    """Skip unless the real MNIST is in the data root or reachable through the mirror (in CI: fail)."""
+    """Skip unless the real MNIST and CIFAR-10 are in the data root or reachable through the mirror (in CI: fail)."""
     from da6401.data import DatasetMissingError, fetch
 
     os.environ.update({k: v for k, v in course_env().items() if k == "DA6401_DATA_MIRROR"})
     try:
-        fetch("mnist")
+        for dataset in ("mnist", "cifar10"):
+            fetch(dataset)
     except DatasetMissingError as e:
         if os.environ.get("CI"):
             pytest.fail(f"CI must have the data mirror beside the checkout: {e}")
-        pytest.skip(f"real MNIST unavailable: {e}")
+        pytest.skip(f"real data unavailable: {e}")
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,7 @@ import torch
 import pytest
 
 from da6401.grading.checkpoints import (CheckpointError, assert_parameter_budget, count_parameters, load_into,
-                                        load_state_dict)
+                                        load_state_dict, save_weights)
 
 
 def small_net(width: int = 4) -> torch.nn.Module:
@@ -91,3 +91,18 @@ def test_parameter_budget_counts_trainable_parameters_only():
     assert_parameter_budget(net, 290)
     with pytest.raises(AssertionError, match="290 trainable parameters; the budget is 289"):
         assert_parameter_budget(net, 289)
+
+
+def test_save_weights_writes_a_small_checkpoint_that_loads_back(tmp_path):
+    """Does save_weights store fp16 tensors (half the bytes) that load_into restores, leaving no temp file?"""
+    torch.manual_seed(0)
+    wide = torch.nn.Linear(256, 256)
+    size = save_weights(wide, tmp_path / "wide.pt")
+    torch.save(wide.state_dict(), tmp_path / "full.pt")
+    assert size == (tmp_path / "wide.pt").stat().st_size < 0.6 * (tmp_path / "full.pt").stat().st_size
+    net = small_net(width=8)
+    save_weights(net, tmp_path / "model.pt")
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".part")] == []
+    restored = load_into(small_net(width=8), tmp_path / "model.pt")
+    assert torch.allclose(restored[0].weight, net[0].weight, atol=1e-3)
+    assert torch.equal(restored[1].num_batches_tracked, net[1].num_batches_tracked)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from da6401.grading.training import check_gradients_do_not_accumulate, check_loss_falls
+from da6401.grading.training import check_evaluate, check_gradients_do_not_accumulate, check_loss_falls
 
 
 def make_model() -> torch.nn.Module:
@@ -79,3 +79,56 @@ def test_steps_that_cannot_train_fail_the_loss_check(step):
     x, y = data()
     with pytest.raises(AssertionError, match="a working step cuts it"):
         check_loss_falls(step, make_model(), x, y)
+
+
+def evaluate_right(model, loader):
+    model.eval()
+    correct = total = 0
+    with torch.no_grad():
+        for x, y in loader:
+            correct += int((model(x).argmax(1) == y).sum())
+            total += len(y)
+    return correct / total
+
+
+def evaluate_mean_of_batches(model, loader):
+    model.eval()
+    with torch.no_grad():
+        accs = [float((model(x).argmax(1) == y).float().mean()) for x, y in loader]
+    return sum(accs) / len(accs)
+
+
+def evaluate_in_train_mode(model, loader):
+    with torch.no_grad():
+        hits = torch.cat([model(x).argmax(1) == y for x, y in loader])
+    return hits.float().mean()  # a 0-d tensor: accepted as a number
+
+
+def evaluate_with_autograd(model, loader):
+    model.eval()
+    hits = torch.cat([model(x).argmax(1) == y for x, y in loader])
+    return hits.float().mean().item()
+
+
+def test_correct_evaluate_passes_the_contract():
+    """Does an evaluate that counts every example in eval mode under no_grad pass?"""
+    check_evaluate(evaluate_right)
+
+
+@pytest.mark.parametrize("evaluate,message", [
+    (evaluate_mean_of_batches, "mean of the per-batch accuracies"),
+    (evaluate_in_train_mode, r"stayed in train mode: call model\.eval\(\)"),
+    (evaluate_with_autograd, r"autograd on: wrap it in torch\.no_grad\(\)"),
+])
+def test_broken_evaluate_is_caught_with_the_reason(evaluate, message):
+    """Is each way of getting evaluation wrong caught, and named in the message?"""
+    with pytest.raises(AssertionError, match=message):
+        check_evaluate(evaluate)
+
+
+def test_evaluate_under_bf16_autocast_still_passes():
+    """Does a correct evaluate that runs the model under bf16 autocast (as fast CPUs do) pass?"""
+    def evaluate_autocast(model, loader):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return evaluate_right(model, loader)
+    check_evaluate(evaluate_autocast)

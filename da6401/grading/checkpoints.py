@@ -79,6 +79,23 @@ def load_into(model: torch.nn.Module, path: str | os.PathLike) -> torch.nn.Modul
     return model.eval()
 
 
+def save_weights(model: torch.nn.Module, path: str | os.PathLike, half: bool = True) -> int:
+    """Save ``model``'s state_dict, floating tensors in float16 when ``half`` (half the file size;
+    :func:`load_into` casts back). Written to a temporary name first, so a crash never leaves a
+    truncated checkpoint behind.
+
+    Returns:
+        The file size in bytes.
+    """
+    path = Path(path)
+    state = {k: v.detach().cpu().half() if half and v.is_floating_point() else v.detach().cpu()
+             for k, v in model.state_dict().items()}
+    tmp = path.with_name(path.name + ".part")
+    torch.save(state, tmp)
+    tmp.replace(path)
+    return path.stat().st_size
+
+
 def count_parameters(model: torch.nn.Module) -> int:
     """Number of trainable parameters (entries of tensors with requires_grad)."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -90,3 +90,62 @@ def check_loss_falls(train_step: Callable, model: torch.nn.Module, x: torch.Tens
         f"train_step: {steps} steps on a fixed set of {len(x)} examples took the loss from {before:.4f} to "
         f"{after:.4f}; a working step cuts it by at least {min_drop:.0%}")
     return before, after
+
+
+class _ModeSpy(torch.nn.Module):
+    """A fixed classifier (logits = the first ``classes`` features, scaled) that votes for class 0
+    in train mode and records whether autograd was on.
+
+    Elementwise ops only, so a student's mixed-precision autocast in ``evaluate`` cannot round
+    near-tied logits differently from the expected answer.
+    """
+
+    def __init__(self, classes: int):
+        super().__init__()
+        self.classes = classes
+        self.scale = torch.nn.Parameter(torch.ones(()))
+        self.grad_enabled = []
+
+    def logits(self, x):
+        return x[:, :self.classes] * self.scale
+
+    def forward(self, x):
+        self.grad_enabled.append(torch.is_grad_enabled())
+        logits = self.logits(x)
+        if self.training:
+            logits = logits + 100.0 * torch.nn.functional.one_hot(
+                torch.zeros(len(x), dtype=torch.long), self.classes)
+        return logits
+
+
+def check_evaluate(evaluate: Callable, seed: int = 0) -> None:
+    """Fail unless ``evaluate(model, loader) -> float`` is the accuracy over the whole loader.
+
+    Contract: the model in eval mode (dropout off, BatchNorm running statistics), no autograd
+    graph (``torch.no_grad()``), every example counted once, a last batch smaller than the rest
+    weighed by its size (not a mean of per-batch accuracies).
+
+    Raises:
+        AssertionError: naming which part of the contract is broken.
+    """
+    __tracebackhide__ = True
+    from torch.utils.data import DataLoader, TensorDataset
+
+    g = torch.Generator().manual_seed(10_000 + seed)
+    x, y = torch.randn(103, 6, generator=g), torch.randint(0, 4, (103,), generator=g)
+    model = _ModeSpy(4).train()
+    with torch.no_grad():
+        expected = float((model.logits(x).argmax(1) == y).float().mean())
+    got = evaluate(model, DataLoader(TensorDataset(x, y), batch_size=25))
+    assert isinstance(got, (float, int)) or (torch.is_tensor(got) and got.numel() == 1), (
+        f"evaluate returned {type(got).__name__}; return the accuracy as a float")
+    got = float(got)
+    by_batch = sum(float((model.logits(x[i:i + 25]).argmax(1) == y[i:i + 25]).float().mean())
+                   for i in range(0, 103, 25)) / 5
+    assert abs(got - expected) < 1e-6, (
+        f"evaluate gave {got:.4f} on 103 examples in batches of 25; their accuracy is {expected:.4f}"
+        + (" (that is the mean of the per-batch accuracies: weigh each batch by its size)"
+           if abs(got - by_batch) < 1e-6 else "")
+        + (" (the model stayed in train mode: call model.eval())" if abs(got - float((y == 0).float().mean())) < 1e-6
+           else ""))
+    assert not any(model.grad_enabled), "evaluate ran the model with autograd on: wrap it in torch.no_grad()"

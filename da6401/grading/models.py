@@ -1,0 +1,78 @@
+"""Checks of a student's model class and of what it computes, for the PyTorch assignments (A2-A4).
+
+The hidden tests build a fresh model of the student's class (``make_model()``), so a model
+left in some state by the notebook cannot help or hurt, and measure it in float32 on the CPU.
+"""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import torch
+
+from da6401.grading.checkpoints import count_parameters
+
+
+def _forward(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    __tracebackhide__ = True
+    try:
+        return model(x)
+    except Exception as e:  # the student's forward: report it as a failed check, with its own message
+        raise AssertionError(f"{type(model).__name__} failed on a batch of shape {tuple(x.shape)}: "
+                             f"{type(e).__name__}: {e}") from None
+
+
+def check_classifier(make_model: Callable[[], torch.nn.Module], input_shape: Sequence[int], num_classes: int,
+                     budget: int, required: Sequence[type] = ()) -> torch.nn.Module:
+    """Fail unless ``make_model()`` builds a classifier with the stated contract.
+
+    The contract: (N, *input_shape) float inputs -> (N, num_classes) finite logits, in train and
+    eval mode and for any N >= 2; at most ``budget`` trainable parameters; at least one layer of
+    each type in ``required`` (say ``nn.Conv2d`` for a CNN).
+
+    Returns:
+        The model built, in eval mode.
+    """
+    __tracebackhide__ = True
+    model = make_model()
+    n = count_parameters(model)
+    print(f"{type(model).__name__}: {n:,} trainable parameters (budget {budget:,})")
+    assert n <= budget, f"{type(model).__name__} has {n:,} trainable parameters; the budget is {budget:,}"
+    for kind in required:
+        assert any(isinstance(m, kind) for m in model.modules()), (
+            f"{type(model).__name__} has no {kind.__name__} layer; this part asks for one")
+    g = torch.Generator().manual_seed(10_000)
+    for mode, batch in (("train", 3), ("eval", 2), ("eval", 7)):
+        model.train(mode == "train")
+        x = torch.randn(batch, *input_shape, generator=g)
+        with torch.no_grad():
+            out = _forward(model, x)
+        assert tuple(out.shape) == (batch, num_classes), (
+            f"in {mode} mode, a batch of shape {tuple(x.shape)} gave logits of shape {tuple(out.shape)}; "
+            f"expected {(batch, num_classes)}")
+        assert torch.isfinite(out).all(), f"in {mode} mode the logits are not all finite"
+    return model.eval()
+
+
+@torch.no_grad()
+def accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 500) -> float:
+    """Fraction of ``x`` (N, ...) that ``model`` in eval mode labels as ``y`` (N,), in float32 on the CPU."""
+    __tracebackhide__ = True
+    model = model.float().cpu().eval()
+    correct = 0
+    for start in range(0, len(x), batch_size):
+        logits = _forward(model, x[start:start + batch_size])
+        correct += int((logits.argmax(dim=1) == y[start:start + batch_size]).sum())
+    return correct / len(x)
+
+
+def assert_accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, bar: float, name: str) -> float:
+    """Print the accuracy of ``model`` on (x, y) and fail below ``bar``.
+
+    Returns:
+        The accuracy, a fraction in [0, 1].
+    """
+    __tracebackhide__ = True
+    acc = accuracy(model, x, y)
+    print(f"{name}: {acc:.4f} (bar: {bar:.2f})")
+    assert acc >= bar, f"{name} is {acc:.4f}; it must be at least {bar:.2f}"
+    return acc
