@@ -1,18 +1,27 @@
 """Reference runs: execute an assignment's reference notebook and print its figures.
 
     python -m da6401.bench a1_mlp
+    python -m da6401.bench a2_cnn --keep grader_tests/submissions/a2_cnn/reference/files
+    python -m da6401.bench a2_cnn --submission linear_classifier_baseline \
+        --keep grader_tests/submissions/a2_cnn/linear_classifier_baseline/files
 
 The reference notebook is the released notebook with the source's solutions filled
 in (what `python -m da6401.submissions assemble <a> reference` submits). It runs
-top to bottom in a fresh kernel, as a student's "Restart & Run All" would; then
-one extra cell prints the metrics the notebook computed. The output ends with a
-row for README's reference-run table.
+top to bottom in a fresh kernel and an empty folder, as a student's first
+"Restart & Run All" would, so it trains everything; then one extra cell prints
+the metrics the notebook computed. The output ends with a row for README's
+reference-run table. ``--keep DIR`` copies the files the notebook wrote (a
+checkpoint, experiment results) to DIR: that is how the committed sample
+checkpoints are made. ``--submission NAME`` runs a sample submission instead;
+its files other than checkpoints (experiment results, say) are put beside the
+notebook first, so only its model trains.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import shutil
 import platform
 import sys
 import tempfile
@@ -22,12 +31,15 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
-from da6401.submissions import REPO, reference_notebook
+from da6401.submissions import REPO, build_notebook, copy_files, load_spec
 
 # Variables each reference notebook leaves behind, printed by the benchmark.
 METRICS = {
     "a1_mlp": {"test_acc": "MNIST test accuracy", "train_seconds": "training time (s)"},
+    "a2_cnn": {"test_acc": "CIFAR-10 test accuracy", "train_seconds": "training time (s)",
+               "experiment_seconds": "experiments (s)"},
 }
+CHECKPOINT_SUFFIXES = (".pt", ".pth")
 
 
 def machine() -> str:
@@ -43,17 +55,33 @@ def machine() -> str:
     return f"{os.cpu_count()} cores, {model}"
 
 
-def run(assignment: str) -> dict:
-    """Execute the reference notebook of ``assignment``; return its metrics and the wall time."""
+def run(assignment: str, submission: str = "reference", keep: Path | None = None) -> dict:
+    """Execute a sample submission's notebook (default: the reference) outside autograde, so it trains.
+
+    Returns:
+        The notebook's metrics (None where it left a variable unset) and its wall time.
+    """
     (path,) = (REPO / "source" / assignment).glob("*.ipynb")
-    nb = reference_notebook(REPO, assignment, path.name)
+    spec = load_spec(assignment, submission)
+    nb = build_notebook(REPO, assignment, spec, path.name)
     names = list(METRICS[assignment])
     nb.cells.append(nbformat.v4.new_code_cell(
-        "import json as _json\nprint('BENCH' + _json.dumps({k: float(globals()[k]) for k in %r}))" % names))
+        "import json as _json\nprint('BENCH' + _json.dumps({k: globals().get(k) for k in %r}, default=float))" % names))
     with tempfile.TemporaryDirectory() as tmp:
+        if submission != "reference":
+            copy_files(assignment, spec, Path(tmp))
+            for old in Path(tmp).iterdir():
+                if old.suffix in CHECKPOINT_SUFFIXES:
+                    old.unlink()
         start = time.perf_counter()
         NotebookClient(nb, timeout=3600, kernel_name="python3", resources={"metadata": {"path": tmp}}).execute()
         wall = time.perf_counter() - start
+        if keep is not None:
+            keep.mkdir(parents=True, exist_ok=True)
+            for made in Path(tmp).iterdir():
+                if made.is_file():
+                    shutil.copy(made, keep / made.name)
+                    print(f"kept {keep / made.name}")
     line = next(o.text for o in nb.cells[-1].outputs if o.get("name") == "stdout" and "BENCH" in o.text)
     return {**json.loads(line.split("BENCH", 1)[1]), "notebook_seconds": wall}
 
@@ -62,14 +90,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m da6401.bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("assignment", choices=sorted(METRICS))
+    parser.add_argument("--submission", default="reference", help="a sample submission to run instead")
+    parser.add_argument("--keep", type=Path, help="copy the files the notebook writes (checkpoints) here")
     args = parser.parse_args(argv)
-    result = run(args.assignment)
-    for key, label in METRICS[args.assignment].items():
+    result = run(args.assignment, args.submission, args.keep)
+    metrics = {k: v for k, v in METRICS[args.assignment].items() if result.get(k) is not None}
+    for key, label in metrics.items():
         print(f"{label}: {result[key]:.4f}")
     print(f"whole notebook: {result['notebook_seconds']:.1f} s")
     print(f"machine: {machine()}, Python {platform.python_version()}")
-    figures = ", ".join(f"{label} {result[key]:.4g}" for key, label in METRICS[args.assignment].items())
-    print(f"| {args.assignment} | `python -m da6401.bench {args.assignment}` | {machine()} "
+    figures = ", ".join(f"{label} {result[key]:.4g}" for key, label in metrics.items())
+    print(f"| {args.assignment} ({args.submission}) | `python -m da6401.bench {args.assignment}` | {machine()} "
           f"| {figures}; whole notebook {result['notebook_seconds']:.0f} s |")
     return 0
 

@@ -19,7 +19,11 @@ holding ``submission.toml`` (how to build the notebook) and ``expected.toml``
 ``base = "reference"`` starts from the released notebook with every solution
 cell (code and written answers) filled in from ``source/``, markers removed:
 the reference solution submitted as a student would. Files in the spec's
-``files/`` folder (checkpoints, say) are copied beside the notebook.
+``files/`` folder (checkpoints, say) are copied beside the notebook, after
+those of the specs named in ``files_from`` (so several submissions share one
+committed checkpoint):
+
+    files_from = ["reference"]  # copy reference/files/ first, then this spec's own files/
 """
 from __future__ import annotations
 
@@ -88,6 +92,33 @@ def build_notebook(course: Path, assignment: str, spec: dict, notebook: str):
     return nb
 
 
+def copy_files(assignment: str, spec: dict, target: Path) -> None:
+    """Copy the files of a parsed submission.toml (``files_from`` specs first, then its own) into ``target``.
+
+    Raises:
+        ValueError: ``files_from`` names a sample submission without a files/ folder.
+    """
+    spec_dir = SPECS / assignment / spec["name"]
+    for other in spec.get("files_from", []):
+        if not (SPECS / assignment / other / "files").is_dir():
+            raise ValueError(f"{spec['name']}: files_from names {other!r}, which has no files/ folder")
+        shutil.copytree(SPECS / assignment / other / "files", target, dirs_exist_ok=True)
+    if (spec_dir / "files").is_dir():
+        shutil.copytree(spec_dir / "files", target, dirs_exist_ok=True)
+
+
+def load_spec(assignment: str, name: str) -> dict:
+    """The parsed submission.toml of a sample submission, with its ``name``.
+
+    Raises:
+        ValueError: there is no such sample submission.
+    """
+    path = SPECS / assignment / name / "submission.toml"
+    if not path.is_file():
+        raise ValueError(f"no sample submission {name!r}: {path} is missing")
+    return {**tomllib.loads(path.read_text()), "name": name}
+
+
 def assemble(assignment: str, names: list[str] | None = None, course: Path = REPO) -> list[Path]:
     """Write the named sample submissions (default: all) into course/submitted/<name>/<assignment>/.
 
@@ -99,16 +130,12 @@ def assemble(assignment: str, names: list[str] | None = None, course: Path = REP
         raise ValueError(f"expected one notebook in release/{assignment}, found {notebooks}; run generate_assignment")
     written = []
     for name in names or spec_names(assignment):
-        spec_dir = SPECS / assignment / name
-        if not (spec_dir / "submission.toml").is_file():
-            raise ValueError(f"no sample submission {name!r}: {spec_dir / 'submission.toml'} is missing")
-        spec = tomllib.loads((spec_dir / "submission.toml").read_text())
+        spec = load_spec(assignment, name)
         target = course / "submitted" / name / assignment
         shutil.rmtree(target, ignore_errors=True)
         target.mkdir(parents=True)
         nbformat.write(build_notebook(course, assignment, spec, notebooks[0]), target / notebooks[0])
-        if (spec_dir / "files").is_dir():
-            shutil.copytree(spec_dir / "files", target, dirs_exist_ok=True)
+        copy_files(assignment, spec, target)
         written.append(target)
     return written
 
