@@ -1,6 +1,7 @@
 """Is release/ what students should get: current, and free of solutions, hidden tests and instructor files?"""
 from __future__ import annotations
 
+import fnmatch
 import json
 import re
 
@@ -91,3 +92,21 @@ def test_nbgrader_config_loads_and_enables_course_preprocessors():
     assert DemoteStderr in config.Autograde.autograde_preprocessors
     assert HideHiddenTests in config.GenerateFeedback.preprocessors
     assert config.Execute.timeout >= 300, "a cold `import torch` or a training cell outlasts nbgrader's 30 s default"
+
+
+def test_source_copies_no_grading_asset_over_a_submission():
+    """Would autograde's copy of source/<a>/ files leave every submitted checkpoint and result file alone?
+
+    nbgrader copies each non-notebook file of source/<a>/ (outside CourseDirectory.ignore) into the
+    autograded folder, over the student's file of the same name: a reference checkpoint left there
+    would grade every student with the instructor's model. Such assets live in grader_tests/ or instructor/.
+    """
+    config = PyFileConfigLoader("nbgrader_config.py", path=str(REPO)).load_config()
+    ignored = config.CourseDirectory.ignore
+    copied = [p.relative_to(REPO) for p in (REPO / "source").rglob("*")
+              if p.is_file() and not any(part in ignored or any(fnmatch.fnmatch(part, pat) for pat in ignored)
+                                         for part in p.relative_to(REPO / "source").parts)]
+    assets = [p for p in copied if p.suffix not in STUDENT_FILE_TYPES and p.name not in STUDENT_FILES]
+    assert not assets, f"autograde would copy these over submissions (move them to instructor/): {assets}"
+    assert any(p.name == "train_reference.py" for p in (REPO / "source").rglob("*")), (
+        "expected instructor-only files in source/ for this test to mean something")
