@@ -6,7 +6,10 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 ASSIGNMENTS := $(notdir $(patsubst %/,%,$(dir $(wildcard source/*/*.ipynb))))
-SAMPLES ?= reference untouched alternative_loops noisy_but_correct adam_no_bias_correction relu_grad_mask_inverted linear_classifier_only
+# The sample submissions `make grade-samples` grades, per assignment (all of them: grader_tests).
+GRADED := a1_mlp a2_cnn
+SAMPLES_a1_mlp ?= reference untouched alternative_loops noisy_but_correct adam_no_bias_correction relu_grad_mask_inverted linear_classifier_only
+SAMPLES_a2_cnn ?= reference untouched alternative_architecture no_zero_grad missing_checkpoint linear_classifier_baseline
 
 # Use the offline mirror beside the checkout when there is one (CI, course servers).
 ifneq ($(wildcard ../shared/data/SHA256SUMS),)
@@ -26,17 +29,18 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	touch $@
 
 data: setup
-	$(BIN)/python -m da6401.data fetch mnist
+	$(BIN)/python -m da6401.data fetch mnist cifar10
 
 release: setup
 	$(foreach a,$(ASSIGNMENTS),$(BIN)/nbgrader generate_assignment $(a) --force --log-level=WARN &&) true
 
 grade-samples: data release
-	$(BIN)/python -m da6401.submissions assemble a1_mlp $(SAMPLES)
 	@# ERROR level: every submission logs "checksum has changed" for each test cell, since hidden tests are stripped from what students get
-	$(BIN)/nbgrader autograde a1_mlp --force --log-level=ERROR
-	$(BIN)/nbgrader generate_feedback a1_mlp --force --log-level=WARN
-	$(BIN)/python -m da6401.scores a1_mlp
+	$(foreach a,$(GRADED),\
+	  $(BIN)/python -m da6401.submissions assemble $(a) $(SAMPLES_$(a)) && \
+	  $(BIN)/nbgrader autograde $(a) --force --log-level=ERROR && \
+	  $(BIN)/nbgrader generate_feedback $(a) --force --log-level=WARN &&) true
+	$(foreach a,$(GRADED),echo "== $(a)" && $(BIN)/python -m da6401.scores $(a) &&) true
 
 test: setup
 	$(BIN)/python -m pytest grader_tests $(PYTEST_ARGS)

@@ -100,7 +100,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"whole notebook: {result['notebook_seconds']:.1f} s")
     print(f"machine: {machine()}, Python {platform.python_version()}")
     figures = ", ".join(f"{label} {result[key]:.4g}" for key, label in metrics.items())
-    print(f"| {args.assignment} ({args.submission}) | `python -m da6401.bench {args.assignment}` | {machine()} "
+    command = f"python -m da6401.bench {args.assignment}" + (
+        f" --submission {args.submission}" if args.submission != "reference" else "")
+    print(f"| {args.assignment} ({args.submission}) | `{command}` | {machine()} "
           f"| {figures}; whole notebook {result['notebook_seconds']:.0f} s |")
     return 0
 

@@ -24,6 +24,7 @@ those of the specs named in ``files_from`` (so several submissions share one
 committed checkpoint):
 
     files_from = ["reference"]  # copy reference/files/ first, then this spec's own files/
+    without = ["cnn_cifar10.pt"]  # then delete these (a submission that forgot a file)
 """
 from __future__ import annotations
 
@@ -93,7 +94,8 @@ def build_notebook(course: Path, assignment: str, spec: dict, notebook: str):
 
 
 def copy_files(assignment: str, spec: dict, target: Path) -> None:
-    """Copy the files of a parsed submission.toml (``files_from`` specs first, then its own) into ``target``.
+    """Copy the files of a parsed submission.toml (``files_from`` specs first, then its own) into ``target``,
+    then delete the names listed in ``without``.
 
     Raises:
         ValueError: ``files_from`` names a sample submission without a files/ folder.
@@ -105,6 +107,8 @@ def copy_files(assignment: str, spec: dict, target: Path) -> None:
         shutil.copytree(SPECS / assignment / other / "files", target, dirs_exist_ok=True)
     if (spec_dir / "files").is_dir():
         shutil.copytree(spec_dir / "files", target, dirs_exist_ok=True)
+    for name in spec.get("without", []):
+        (target / name).unlink()
 
 
 def load_spec(assignment: str, name: str) -> dict:

@@ -94,3 +94,18 @@ def test_an_edit_that_no_longer_applies_fails_loudly():
         build_notebook(REPO, "a1_mlp", stale, notebook.name)
     with pytest.raises(ValueError, match="not in"):
         build_notebook(REPO, "a1_mlp", {"edit": [{"cell": "no_such_cell", "source": ""}]}, notebook.name)
+
+
+def test_files_from_copies_shared_files_first_and_own_files_last(tmp_path):
+    """Does a submission built from two specs' files get the later spec's checkpoint and the earlier one's results?"""
+    from da6401.submissions import SPECS, copy_files, load_spec
+
+    spec = load_spec("a2_cnn", "checkpoint_from_other_architecture")
+    assert spec["files_from"] == ["reference", "alternative_architecture"]
+    copy_files("a2_cnn", spec, tmp_path)
+    reference, other = SPECS / "a2_cnn" / "reference" / "files", SPECS / "a2_cnn" / "alternative_architecture" / "files"
+    assert (tmp_path / "cnn_cifar10.pt").read_bytes() == (other / "cnn_cifar10.pt").read_bytes()
+    assert (tmp_path / "cnn_cifar10.pt").read_bytes() != (reference / "cnn_cifar10.pt").read_bytes()
+    assert (tmp_path / "experiments.json").read_bytes() == (reference / "experiments.json").read_bytes()
+    with pytest.raises(ValueError, match="has no files/ folder"):
+        copy_files("a2_cnn", {**spec, "files_from": ["untouched"]}, tmp_path)

@@ -17,12 +17,17 @@ def _validate(course, notebook) -> str:
     return done.stdout + done.stderr
 
 
-def test_validate_passes_the_reference_and_fails_every_test_cell_of_the_release(tmp_path, needs_data):
-    """Does validate say Success for the reference and list all 18 test cells of the untouched release?"""
+@pytest.mark.parametrize("assignment,notebook,test_cells", [
+    ("a1_mlp", "mlp_backprop.ipynb", 18),
+    ("a2_cnn", "cnn_cifar10.ipynb", 8),
+])
+def test_validate_passes_the_reference_and_fails_every_test_cell_of_the_release(tmp_path, needs_data, assignment,
+                                                                                notebook, test_cells):
+    """Does validate say Success for the reference (with its files) and list every test cell of the untouched release?"""
     course = make_course(tmp_path / "course")
-    (reference,) = assemble("a1_mlp", ["reference"], course)
-    out = _validate(course, reference / "mlp_backprop.ipynb")
+    (reference,) = assemble(assignment, ["reference"], course)
+    out = _validate(course, reference / notebook)
     assert "Success! Your notebook passes all the tests." in out, out[-3000:]
-    out = _validate(course, course / "release" / "a1_mlp" / "mlp_backprop.ipynb")
-    assert "VALIDATION FAILED ON 18 CELL(S)" in out, out[-3000:]
+    out = _validate(course, course / "release" / assignment / notebook)
+    assert f"VALIDATION FAILED ON {test_cells} CELL(S)" in out, out[-3000:]
     assert "NotImplementedError" in out
