@@ -19,11 +19,12 @@ def _validate(course, notebook) -> str:
 
 @pytest.mark.parametrize("assignment,notebook,test_cells", [
     ("a1_mlp", "mlp_backprop.ipynb", 18),
-    ("a2_cnn", "cnn_cifar10.ipynb", 8),
+    ("a2_cnn", "cnn_cifar10.ipynb", 8 + 2),  # 8 test cells and 2 written answers still "YOUR ANSWER HERE"
 ])
 def test_validate_passes_the_reference_and_fails_every_test_cell_of_the_release(tmp_path, needs_data, assignment,
                                                                                 notebook, test_cells):
-    """Does validate say Success for the reference (with its files) and list every test cell of the untouched release?"""
+    """Does validate say Success for the reference (with its files) and list every test cell of the untouched release
+    (and every written answer left unanswered)?"""
     course = make_course(tmp_path / "course")
     (reference,) = assemble(assignment, ["reference"], course)
     out = _validate(course, reference / notebook)
