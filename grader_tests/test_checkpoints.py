@@ -5,7 +5,7 @@ import torch
 import pytest
 
 from da6401.grading.checkpoints import (CheckpointError, assert_parameter_budget, count_parameters, load_into,
-                                        load_state_dict, save_weights)
+                                        load_state_dict, read_checkpoint, save_weights)
 
 
 def small_net(width: int = 4) -> torch.nn.Module:
@@ -80,7 +80,7 @@ def test_pickled_code_in_a_checkpoint_is_never_executed(tmp_path):
 def test_whole_module_pickle_is_refused_with_advice(tmp_path):
     """Is torch.save(model) (a pickled module) refused with the state_dict advice?"""
     torch.save(small_net(), tmp_path / "model.pt")
-    with pytest.raises(CheckpointError, match=r"save only the weights: torch\.save\(model\.state_dict\(\)"):
+    with pytest.raises(CheckpointError, match=r"save only the weights with save_weights\(model"):
         load_state_dict(tmp_path / "model.pt")
 
 
@@ -106,3 +106,26 @@ def test_save_weights_writes_a_small_checkpoint_that_loads_back(tmp_path):
     restored = load_into(small_net(width=8), tmp_path / "model.pt")
     assert torch.allclose(restored[0].weight, net[0].weight, atol=1e-3)
     assert torch.equal(restored[1].num_batches_tracked, net[1].num_batches_tracked)
+
+
+def tied_pair(vocab=1000, dim=64, tie=True):
+    """An embedding and an output layer sharing one matrix when tie (as A3's decoder does)."""
+    net = torch.nn.Sequential(torch.nn.Embedding(vocab, dim), torch.nn.Linear(dim, vocab))
+    if tie:
+        net[1].weight = net[0].weight
+    return net
+
+
+def test_tied_weights_are_stored_once_and_extras_come_back(tmp_path):
+    """Does save_weights store a tied matrix once (not once per name) and return plain extras beside the weights?"""
+    tied, untied = tied_pair(), tied_pair(tie=False)
+    tied_size = save_weights(tied, tmp_path / "tied.pt", itos=["<pad>", "a"])
+    untied_size = save_weights(untied, tmp_path / "untied.pt")
+    assert tied_size < 0.6 * untied_size, f"tied {tied_size} B vs untied {untied_size} B: the shared matrix was saved twice"
+    state, extras = read_checkpoint(tmp_path / "tied.pt", extras=("itos",))
+    assert extras == {"itos": ["<pad>", "a"]}
+    restored = load_into(tied_pair(), tmp_path / "tied.pt", state)
+    assert restored[1].weight is restored[0].weight, "loading must keep the tie"
+    assert torch.allclose(restored[0].weight, tied[0].weight, atol=1e-2)
+    with pytest.raises(CheckpointError, match="holds the weights but not vocab"):
+        read_checkpoint(tmp_path / "untied.pt", extras=("vocab",))

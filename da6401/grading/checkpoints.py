@@ -27,43 +27,61 @@ def under_autograde() -> bool:
     return os.environ.get("NBGRADER_EXECUTION") == "autograde"
 
 
-def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Read a ``state_dict`` saved with ``torch.save(model.state_dict(), path)``, without running pickled code.
+def read_checkpoint(path: str | os.PathLike, extras: tuple[str, ...] = ()) -> tuple[dict[str, torch.Tensor], dict]:
+    """Read a checkpoint written by :func:`save_weights` (or ``torch.save(model.state_dict(), path)``)
+    without running pickled code.
 
+    Args:
+        extras: names of the plain values (lists, strings, numbers) saved beside the weights,
+            e.g. ("src_itos", "tgt_itos") for a translation model's vocabularies.
     Returns:
-        {parameter or buffer name: tensor}, on the CPU.
+        (state_dict, {name: value} for each of ``extras``); tensors on the CPU.
     Raises:
-        CheckpointError: the file is missing, unreadable, holds pickled objects, or is not a state_dict.
+        CheckpointError: the file is missing, unreadable, holds pickled objects, is not a state_dict,
+            or lacks one of ``extras``.
     """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}: run the training cell that saves it, "
                               f"and submit {path.name} together with the notebook")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        saved = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         raise CheckpointError(f"{path.name} holds pickled Python objects, which the grader does not load; "
-                              f"save only the weights: torch.save(model.state_dict(), {path.name!r}) "
+                              f"save only the weights with save_weights(model, {path.name!r}) "
                               f"({str(e).splitlines()[0]})") from None
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as e:
         raise CheckpointError(f"{path.name} is not a readable PyTorch checkpoint (truncated or corrupt?): "
                               f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+    bundled = isinstance(saved, Mapping) and isinstance(saved.get("state_dict"), Mapping)
+    state = saved["state_dict"] if bundled else saved
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{path.name} does not hold a state_dict (a mapping of names to tensors); "
-                              f"save it with torch.save(model.state_dict(), {path.name!r})")
-    return dict(state)
+                              f"save it with save_weights(model, {path.name!r})")
+    missing = [name for name in extras if not bundled or name not in saved]
+    if missing:
+        raise CheckpointError(f"{path.name} holds the weights but not {', '.join(missing)}; save them with "
+                              f"save_weights(model, {path.name!r}, " + ", ".join(f"{m}=..." for m in missing) + ")")
+    return dict(state), {name: saved[name] for name in extras}
 
 
-def load_into(model: torch.nn.Module, path: str | os.PathLike) -> torch.nn.Module:
+def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """The state_dict of a checkpoint; see :func:`read_checkpoint`."""
+    return read_checkpoint(path)[0]
+
+
+def load_into(model: torch.nn.Module, path: str | os.PathLike,
+              state: Mapping[str, torch.Tensor] | None = None) -> torch.nn.Module:
     """Load a checkpoint into ``model`` (the student's own class), in eval mode.
 
     Tensors saved in another floating dtype (fp16 to keep files small) are cast to the model's.
+    ``state``, when given, is the checkpoint's state_dict already read from ``path``.
 
     Raises:
-        CheckpointError: as :func:`load_state_dict`, or when names or shapes differ from the model's,
+        CheckpointError: as :func:`read_checkpoint`, or when names or shapes differ from the model's,
             i.e. the checkpoint was saved from another architecture.
     """
-    state = load_state_dict(path)
+    state = load_state_dict(path) if state is None else state
     own = model.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
@@ -79,19 +97,30 @@ def load_into(model: torch.nn.Module, path: str | os.PathLike) -> torch.nn.Modul
     return model.eval()
 
 
-def save_weights(model: torch.nn.Module, path: str | os.PathLike, half: bool = True) -> int:
+def save_weights(model: torch.nn.Module, path: str | os.PathLike, half: bool = True, **extras) -> int:
     """Save ``model``'s state_dict, floating tensors in float16 when ``half`` (half the file size;
-    :func:`load_into` casts back). Written to a temporary name first, so a crash never leaves a
-    truncated checkpoint behind.
+    :func:`load_into` casts back). Tied weights (one tensor under two names) are stored once.
+    Written to a temporary name first, so a crash never leaves a truncated checkpoint behind.
 
+    Args:
+        extras: plain values to keep beside the weights (lists of strings, numbers), e.g. the
+            vocabularies a translation model was trained with; then the file holds
+            {"state_dict": ..., **extras} and :func:`read_checkpoint` returns them.
     Returns:
         The file size in bytes.
     """
     path = Path(path)
-    state = {k: v.detach().cpu().half() if half and v.is_floating_point() else v.detach().cpu()
-             for k, v in model.state_dict().items()}
+    converted: dict[tuple, torch.Tensor] = {}  # one copy per storage, so tied weights stay tied in the file
+
+    def convert(v: torch.Tensor) -> torch.Tensor:
+        key = (v.data_ptr(), tuple(v.shape), v.dtype)
+        if key not in converted:
+            converted[key] = v.detach().cpu().half() if half and v.is_floating_point() else v.detach().cpu()
+        return converted[key]
+
+    state = {k: convert(v) for k, v in model.state_dict().items()}
     tmp = path.with_name(path.name + ".part")
-    torch.save(state, tmp)
+    torch.save({"state_dict": state, **extras} if extras else state, tmp)
     tmp.replace(path)
     return path.stat().st_size
 

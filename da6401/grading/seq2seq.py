@@ -1,0 +1,367 @@
+"""Checks for the translation assignment (A3): vocabularies, batches, an attention encoder-decoder, BLEU.
+
+The student's model honours one contract, which the notebook states and every check relies on:
+
+    model = Seq2Seq(src_vocab_size, tgt_vocab_size)           # every other argument has a default
+    state, memory = model.encode(src, src_len)               # src (B, S) ids, src_len (B,) lengths
+    logits, state, weights = model.decoder.step(y_prev, state, memory)  # y_prev (B,) -> logits (B, V)
+    logits = model(src, src_len, tgt_in)                      # teacher forcing: (B, T) -> (B, T, V)
+    context, weights = model.decoder.attention(query, enc_out, mask)   # (B, Q), (B, S, K), (B, S)
+
+``state`` and ``memory`` are opaque: whatever the student's encoder hands its decoder (a GRU state or an
+LSTM (h, c) pair; the encoder outputs and the padding mask). The grader's oracles run the model only
+through ``encode`` and ``step``, so a bug in the student's own teacher-forcing loss or greedy decoder
+never costs the points of the trained model, and the other way round.
+"""
+from __future__ import annotations
+
+import random
+from collections import Counter
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from da6401.grading.checkpoints import CheckpointError, load_into, read_checkpoint
+from da6401.text import EOS, PAD, SOS, SPECIALS, detokenise, tokenise
+
+BLEU_TOLERANCE = 0.01  # BLEU points; the student's BLEU and sacreBLEU agree to float rounding when both are right
+
+
+def _words(rng: random.Random, n: int) -> list[str]:
+    """n distinct made-up lowercase words."""
+    words: set[str] = set()
+    while len(words) < n:
+        words.add("".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(2, 6))))
+    return sorted(words)
+
+
+def check_vocab(build_vocab: Callable, seed: int) -> None:
+    """Fail unless ``build_vocab(tokenised_sentences, min_freq)`` returns the vocabulary's itos list:
+    the four specials first, then exactly the tokens seen at least ``min_freq`` times, once each,
+    most frequent first."""
+    __tracebackhide__ = True
+    rng = random.Random(seed)
+    vocabulary = _words(rng, 60)
+    weights = [1 / (rank + 1) for rank in range(len(vocabulary))]  # Zipf: a few frequent words, many rare
+    sentences = [rng.choices(vocabulary, weights, k=rng.randint(1, 12)) for _ in range(150)]
+    counts = Counter(token for sentence in sentences for token in sentence)
+    for min_freq in (1, 3):
+        itos = build_vocab(sentences, min_freq)
+        assert isinstance(itos, list), f"build_vocab returned a {type(itos).__name__}; return the list itos"
+        assert itos[:4] == SPECIALS, f"the vocabulary must start with {SPECIALS}; it starts with {itos[:4]}"
+        words = itos[4:]
+        assert len(set(words)) == len(words), "a token appears twice in the vocabulary"
+        expected = {t for t, n in counts.items() if n >= min_freq}
+        assert set(words) == expected, (
+            f"min_freq={min_freq}: {len(expected - set(words))} tokens seen at least {min_freq} times are missing "
+            f"(e.g. {sorted(expected - set(words))[:3]}) and {len(set(words) - expected)} others are in "
+            f"(e.g. {sorted(set(words) - expected)[:3]})")
+        frequencies = [counts[t] for t in words]
+        assert frequencies == sorted(frequencies, reverse=True), "order the tokens most frequent first"
+
+
+def check_pad_batch(pad_batch: Callable, seed: int) -> None:
+    """Fail unless ``pad_batch(seqs)`` returns (ids (B, L) int64 padded with PAD to the longest, lengths (B,))."""
+    __tracebackhide__ = True
+    rng = random.Random(seed)
+    seqs = [[rng.randint(4, 99) for _ in range(rng.randint(1, 9))] for _ in range(6)]
+    seqs[2] = [5] * 11  # the longest is in the middle, not first or last
+    ids, lengths = pad_batch(seqs)
+    assert tuple(ids.shape) == (6, 11), f"ids: expected shape (6, 11) for 6 sequences of at most 11, got {tuple(ids.shape)}"
+    assert ids.dtype == torch.long, f"ids must be int64 (nn.Embedding wants it), got {ids.dtype}"
+    assert torch.equal(torch.as_tensor(lengths), torch.tensor([len(s) for s in seqs])), f"lengths {lengths} are wrong"
+    for i, s in enumerate(seqs):
+        assert ids[i, :len(s)].tolist() == s, f"row {i} does not start with sequence {i}"
+        assert (ids[i, len(s):] == PAD).all(), f"row {i} is not padded with PAD={PAD} after its {len(s)} ids"
+
+
+def _run(what: str, fn: Callable, *args):
+    __tracebackhide__ = True
+    try:
+        return fn(*args)
+    except Exception as e:  # the student's code: report it as a failed check with its own message
+        raise AssertionError(f"{what} raised {type(e).__name__}: {e}") from None
+
+
+def _batch(gen: torch.Generator, vocab_size: int, lengths: list[int], sos_eos: bool):
+    """Random ids (B, max(lengths)) padded with PAD, ending with EOS (and starting with SOS if sos_eos)."""
+    ids = torch.full((len(lengths), max(lengths)), PAD, dtype=torch.long)
+    for i, n in enumerate(lengths):
+        ids[i, :n] = torch.randint(4, vocab_size, (n,), generator=gen)
+        ids[i, n - 1] = EOS
+        if sos_eos:
+            ids[i, 0] = SOS
+    return ids, torch.tensor(lengths)
+
+
+def _fresh(make_model: Callable, src_vocab: int, tgt_vocab: int, seed: int) -> torch.nn.Module:
+    """The student's model, freshly initialised from ``seed``, in eval mode with dropout off."""
+    torch.manual_seed(seed)
+    model = _run(f"make_model({src_vocab}, {tgt_vocab})", make_model, src_vocab, tgt_vocab)
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    return model.eval()
+
+
+def check_model_shapes(make_model: Callable, seed: int) -> None:
+    """Fail unless the model honours the contract's shapes: encode, step, forward (teacher forcing)."""
+    __tracebackhide__ = True
+    model = _fresh(make_model, 37, 41, seed)
+    gen = torch.Generator().manual_seed(seed)
+    src, src_len = _batch(gen, 37, [5, 2, 7], sos_eos=False)
+    tgt, _ = _batch(gen, 41, [4, 6, 3], sos_eos=True)
+    for mode in ("train", "eval"):
+        model.train(mode == "train")
+        with torch.no_grad():
+            state, memory = _run("model.encode(src, src_len)", model.encode, src, src_len)
+            logits, state, weights = _run("model.decoder.step(y_prev, state, memory)", model.decoder.step,
+                                          tgt[:, 0], state, memory)
+            assert tuple(logits.shape) == (3, 41), f"{mode} mode: step gave logits of shape {tuple(logits.shape)}, expected (3, 41)"
+            if weights is not None:
+                assert tuple(weights.shape) == (3, 7), f"step gave attention weights of shape {tuple(weights.shape)}, expected (B, S) = (3, 7)"
+            full = _run("model(src, src_len, tgt_in)", model, src, src_len, tgt[:, :-1])
+        assert tuple(full.shape) == (3, 5, 41), f"{mode} mode: model(src, src_len, tgt_in) gave {tuple(full.shape)}, expected (B, T, V) = (3, 5, 41)"
+        assert torch.isfinite(full).all(), f"{mode} mode: the logits are not all finite"
+
+
+def check_attention(attention: torch.nn.Module, query_dim: int, key_dim: int, seed: int) -> None:
+    """Fail unless ``attention(query (B, Q), enc_out (B, S, K), mask (B, S))`` returns weights (B, S) that are
+    a distribution over the real source positions (zero on padding) and context = weights @ enc_out."""
+    __tracebackhide__ = True
+    gen = torch.Generator().manual_seed(seed)
+    lengths = torch.tensor([6, 1, 3, 6, 4])
+    mask = torch.arange(6)[None, :] < lengths[:, None]                    # (B, S), True at real tokens
+    query = torch.randn(5, query_dim, generator=gen)
+    enc_out = torch.randn(5, 6, key_dim, generator=gen)
+    attention.eval()
+    with torch.no_grad():
+        context, weights = _run("attention(query, enc_out, mask)", attention, query, enc_out, mask)
+        assert tuple(weights.shape) == (5, 6), f"weights: expected shape (B, S) = (5, 6), got {tuple(weights.shape)}"
+        assert tuple(context.shape) == (5, key_dim), f"context: expected (B, K) = (5, {key_dim}), got {tuple(context.shape)}"
+        assert torch.isfinite(weights).all(), "some attention weights are not finite"
+        assert (weights >= 0).all(), "attention weights must not be negative"
+        assert torch.allclose(weights.sum(-1), torch.ones(5), atol=1e-5), f"rows must sum to 1; sums {weights.sum(-1).tolist()}"
+        on_padding = weights[~mask].abs().max().item()
+        assert on_padding < 1e-6, f"padding positions get attention weight up to {on_padding:.3g}; it must be 0 (use the mask)"
+        expected = torch.bmm(weights.unsqueeze(1), enc_out).squeeze(1)
+        assert torch.allclose(context, expected, atol=1e-5, rtol=1e-4), "context is not the weighted sum of enc_out"
+        noisy = enc_out.clone()
+        noisy[~mask] = 1e3 * torch.randn(int((~mask).sum()), key_dim, generator=gen)
+        context2, _ = attention(query, noisy, mask)
+        assert torch.allclose(context, context2, atol=1e-4), "what sits at padded positions changed the context"
+
+
+def _oracle_loss(model, src, src_len, tgt) -> torch.Tensor:
+    """Teacher forcing through ``step``: feed tgt[:, t], predict tgt[:, t + 1]; mean cross-entropy over non-PAD targets."""
+    state, memory = model.encode(src, src_len)
+    logits = []
+    for t in range(tgt.size(1) - 1):
+        step_logits, state, _ = model.decoder.step(tgt[:, t], state, memory)
+        logits.append(step_logits)
+    logits = torch.stack(logits, dim=1)
+    return F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), tgt[:, 1:].reshape(-1), ignore_index=PAD)
+
+
+def check_teacher_forcing_loss(translation_loss: Callable, make_model: Callable, seed: int) -> None:
+    """Fail unless ``translation_loss(model, src, src_len, tgt)`` equals the oracle's teacher-forced mean
+    cross-entropy (inputs SOS y1 .. y_{T-1}, targets y1 .. EOS, PAD ignored) on an unseen batch."""
+    __tracebackhide__ = True
+    model = _fresh(make_model, 53, 47, seed)
+    gen = torch.Generator().manual_seed(seed)
+    src, src_len = _batch(gen, 53, [7, 3, 5, 9], sos_eos=False)
+    tgt, _ = _batch(gen, 47, [6, 10, 4, 8], sos_eos=True)
+    with torch.no_grad():
+        expected = _oracle_loss(model, src, src_len, tgt).item()
+        got = _run("translation_loss(model, src, src_len, tgt)", translation_loss, model, src, src_len, tgt)
+    got = float(got)
+    print(f"teacher-forced loss on an unseen batch: {got:.6f} (oracle {expected:.6f})")
+    assert abs(got - expected) <= 1e-4 * max(1.0, abs(expected)), (
+        f"translation_loss gave {got:.6f}; feeding SOS y1 .. y_(T-1) and predicting y1 .. EOS, averaged over the "
+        f"non-padding targets, gives {expected:.6f}")
+
+
+class _ScriptedDecoder(torch.nn.Module):
+    """A decoder whose argmax at step t for sentence b is script[b][t]; it records what it is fed."""
+
+    def __init__(self, script: list[list[int]], vocab_size: int = 20):
+        super().__init__()
+        self.script, self.vocab_size, self.fed = script, vocab_size, []
+
+    def step(self, y_prev, state, memory):
+        self.fed.append(y_prev.clone())
+        t = len(self.fed) - 1
+        logits = torch.zeros(len(self.script), self.vocab_size)
+        for b, tokens in enumerate(self.script):
+            logits[b, tokens[t] if t < len(tokens) else 4 + (t + b) % (self.vocab_size - 4)] = 5.0
+        return logits, state + 1, None
+
+
+class _ScriptedModel(torch.nn.Module):
+    def __init__(self, script):
+        super().__init__()
+        self.decoder = _ScriptedDecoder(script)
+
+    def encode(self, src, src_len):
+        return torch.zeros(src.size(0), 1), {"src": src}
+
+    def forward(self, *args):
+        raise AssertionError("greedy decoding should call encode and decoder.step, not the teacher-forcing forward")
+
+
+def check_greedy_decode(greedy_decode: Callable) -> None:
+    """Fail unless ``greedy_decode(model, src, src_len, max_len)`` feeds SOS then its own argmax, pads with PAD
+    after each sentence's EOS, never exceeds ``max_len`` tokens and stops once every sentence has ended."""
+    __tracebackhide__ = True
+    src, src_len = torch.full((3, 4), 5), torch.tensor([4, 4, 4])
+    # Sentence 0 ends after 3 tokens and would babble on; sentence 1 never ends; sentence 2 ends at once.
+    never = [6, 7, 8, 9, 10, 11, 12, 13, 14]
+    model = _ScriptedModel([[5, 6, EOS, 7, 8, 9, 10, 11, 12], never, [EOS, 9, 9, 9, 9, 9, 9, 9, 9]])
+    out = _run("greedy_decode(model, src, src_len, max_len=6)", greedy_decode, model, src, src_len, 6)
+    assert out.dtype == torch.long, f"return token ids as int64, not {out.dtype}"
+    assert out.dim() == 2 and out.size(0) == 3, f"expected (B, L) = (3, L), got {tuple(out.shape)}"
+    assert out.size(1) <= 6, f"max_len=6 but the output has {out.size(1)} tokens per sentence"
+    rows = out.tolist()
+    assert rows[1] == never[:6], f"a sentence without EOS must run to max_len: got {rows[1]}, expected {never[:6]}"
+    assert rows[0][:3] == [5, 6, EOS] and all(t == PAD for t in rows[0][3:]), (
+        f"after its EOS a sentence must hold only PAD={PAD}: got {rows[0]}, expected [5, 6, {EOS}, {PAD}, ...]")
+    assert rows[2][0] == EOS and all(t == PAD for t in rows[2][1:]), f"got {rows[2]} for a sentence that ends at once"
+    fed = model.decoder.fed
+    assert (fed[0] == SOS).all(), f"the first step must be fed SOS={SOS} for every sentence, got {fed[0].tolist()}"
+    assert fed[2][1].item() == 7, "greedy decoding must feed each step its own previous prediction (the argmax)"
+
+    model = _ScriptedModel([[5, EOS] + never, [6, 7, EOS] + never])
+    out = _run("greedy_decode(model, src, src_len, max_len=50)", greedy_decode, model, src[:2], src_len[:2], 50)
+    steps = len(model.decoder.fed)
+    assert steps == 3, f"every sentence had ended after 3 steps, but decoding ran {steps} steps (max_len=50)"
+    assert out.tolist() == [[5, EOS, PAD][:out.size(1)] + [PAD] * (out.size(1) - 3), [6, 7, EOS] + [PAD] * (out.size(1) - 3)], (
+        f"got {out.tolist()}")
+
+
+def check_bleu(corpus_bleu: Callable, seed: int) -> None:
+    """Fail unless ``corpus_bleu(hypotheses, references)`` (lists of token lists; BLEU-4 in [0, 100], no smoothing)
+    equals sacreBLEU's corpus BLEU on the same tokens to within BLEU_TOLERANCE, on unseen corpora and edge cases."""
+    __tracebackhide__ = True
+    from sacrebleu.metrics import BLEU
+
+    def sacre(hyps, refs) -> float:
+        metric = BLEU(tokenize="none", smooth_method="none", force=True)
+        return metric.corpus_score([" ".join(h) for h in hyps], [[" ".join(r) for r in refs]]).score
+
+    rng = random.Random(seed)
+    words = _words(rng, 12)
+
+    def noisy_copy(ref):  # a hypothesis that shares some n-grams with its reference
+        hyp = [w if rng.random() < 0.7 else rng.choice(words) for w in ref]
+        return hyp[:rng.randint(max(1, len(hyp) - 3), len(hyp) + 2)] + rng.choices(words, k=rng.randint(0, 2))
+
+    cases = {}
+    for i in range(3):
+        refs = [rng.choices(words, k=rng.randint(4, 15)) for _ in range(30)]
+        cases[f"unseen corpus {i + 1}"] = ([noisy_copy(r) for r in refs], refs)
+    refs = [rng.choices(words, k=10) for _ in range(8)]
+    cases["hypotheses shorter than the references (brevity penalty)"] = ([r[:6] for r in refs], refs)
+    cases["hypotheses longer than the references"] = ([r + r[:5] for r in refs], refs)
+    cases["repeated words (clipped counts)"] = ([("the cat sat on the mat the the the the".split()), "a a a dog".split()],
+                                                ["the cat sat on the mat with the dog".split(), "a dog".split()])
+    cases["an empty hypothesis in the corpus"] = ([[], refs[1][:8]], refs[:2])
+    cases["no matching 4-gram"] = ([["a", "b", "c", "x", "e", "f"]], [["a", "b", "c", "d", "e", "f"]])
+    cases["every hypothesis empty"] = ([[], []], refs[:2])
+    cases["a perfect translation"] = (refs, refs)
+    wrong = []
+    for name, (hyps, refs) in cases.items():
+        expected = sacre(hyps, refs)
+        got = float(_run(f"corpus_bleu on '{name}'", corpus_bleu, [list(h) for h in hyps], [list(r) for r in refs]))
+        if not abs(got - expected) <= BLEU_TOLERANCE:
+            wrong.append(f"{name}: yours {got:.4f}, sacreBLEU {expected:.4f}")
+    assert not wrong, (f"corpus_bleu differs from sacreBLEU by more than {BLEU_TOLERANCE} on {len(wrong)} of "
+                       f"{len(cases)} cases:\n  " + "\n  ".join(wrong))
+
+
+# ------------------------------------------------------------------------------------------------------
+# The trained checkpoint
+# ------------------------------------------------------------------------------------------------------
+def load_translator(make_model: Callable, path) -> tuple[torch.nn.Module, list[str], list[str]]:
+    """Load a checkpoint saved with ``save_weights(model, path, src_itos=..., tgt_itos=...)`` into
+    ``make_model(len(src_itos), len(tgt_itos))``, the student's class.
+
+    Returns:
+        (model in eval mode, src_itos, tgt_itos).
+    Raises:
+        CheckpointError: missing or unreadable file, vocabularies missing or malformed, or weights that do
+            not fit a model built for these vocabularies (saved from another architecture, or with the
+            vocabularies of another run).
+    """
+    __tracebackhide__ = True
+    state, extras = read_checkpoint(path, extras=("src_itos", "tgt_itos"))
+    for name, itos in extras.items():
+        if not (isinstance(itos, list) and all(isinstance(t, str) for t in itos) and itos[:4] == SPECIALS):
+            raise CheckpointError(f"{name} in the checkpoint must be the vocabulary's list of tokens, starting {SPECIALS}")
+    src_itos, tgt_itos = extras["src_itos"], extras["tgt_itos"]
+    model = _run(f"make_model({len(src_itos)}, {len(tgt_itos)})", make_model, len(src_itos), len(tgt_itos))
+    try:
+        load_into(model, path, state)
+    except CheckpointError as e:
+        raise CheckpointError(f"{e}\n(the model was built for the vocabularies saved in the checkpoint: "
+                              f"{len(src_itos)} source and {len(tgt_itos)} target tokens; were the weights trained "
+                              f"with other vocabularies?)") from None
+    return model, src_itos, tgt_itos
+
+
+@torch.no_grad()
+def translate(model, sentences: list[str], src_itos: list[str], tgt_itos: list[str], batch_size: int = 200) -> list[str]:
+    """The grader's greedy translation through ``model.encode`` and ``model.decoder.step``.
+
+    Inputs: sentences, raw German strings; src_itos / tgt_itos, the checkpoint's vocabularies.
+    Returns: detokenised English strings, one per sentence (<unk> dropped: sacreBLEU would split it into 3 tokens).
+    """
+    model.eval()
+    stoi = {t: i for i, t in enumerate(src_itos)}
+    unk = SPECIALS.index("<unk>")
+    ids = [[stoi.get(t, unk) for t in tokenise(s)] + [EOS] for s in sentences]
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+    out: list[str] = [""] * len(ids)
+    for start in range(0, len(order), batch_size):
+        chunk = order[start:start + batch_size]
+        lengths = torch.tensor([len(ids[i]) for i in chunk])
+        src = torch.full((len(chunk), int(lengths.max())), PAD, dtype=torch.long)
+        for row, i in enumerate(chunk):
+            src[row, :len(ids[i])] = torch.tensor(ids[i])
+        state, memory = model.encode(src, lengths)
+        y = torch.full((len(chunk),), SOS, dtype=torch.long)
+        done = torch.zeros(len(chunk), dtype=torch.bool)
+        tokens: list[list[int]] = [[] for _ in chunk]
+        for _ in range(2 * int(lengths.max()) + 10):
+            logits, state, _ = model.decoder.step(y, state, memory)
+            y = logits.argmax(-1)
+            for row in torch.nonzero(~done & (y != EOS)).flatten().tolist():
+                tokens[row].append(int(y[row]))
+            done |= y == EOS
+            if done.all():
+                break
+        for row, i in enumerate(chunk):
+            out[i] = detokenise([tgt_itos[t] for t in tokens[row] if t >= len(SPECIALS)])
+    return out
+
+
+def assert_test_bleu(model, src_itos: list[str], tgt_itos: list[str], bar: float, split: str = "test_2016_flickr") -> float:
+    """Translate a Multi30k split greedily, print the detokenised sacreBLEU and its signature, fail below ``bar``.
+
+    Returns: the BLEU score (0-100).
+    """
+    __tracebackhide__ = True
+    from sacrebleu.metrics import BLEU
+
+    from da6401.data import load_multi30k
+
+    pairs = load_multi30k(split)
+    try:
+        hypotheses = translate(model, [de for de, _ in pairs], src_itos, tgt_itos)
+    except Exception as e:  # the student's encode/step on real data
+        raise AssertionError(f"translating {split} failed: {type(e).__name__}: {e}") from None
+    metric = BLEU()
+    score = metric.corpus_score(hypotheses, [[en for _, en in pairs]]).score
+    print(f"{split} sacreBLEU (greedy, detokenised): {score:.2f} (bar: {bar:.1f}) | {metric.get_signature()}")
+    assert score >= bar, f"the checkpoint's {split} BLEU is {score:.2f}; it must be at least {bar:.1f}"
+    return score

@@ -1,0 +1,317 @@
+"""Do the translation checks (A3) pass correct implementations and catch the usual bugs, with messages that say which?"""
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from da6401.grading.checkpoints import CheckpointError, save_weights
+from da6401.grading.seq2seq import (check_attention, check_bleu, check_greedy_decode, check_model_shapes,
+                                    check_pad_batch, check_teacher_forcing_loss, check_vocab, load_translator,
+                                    translate)
+from da6401.text import EOS, PAD, SOS, SPECIALS, detokenise, tokenise
+
+
+# --- vocabularies and batches ------------------------------------------------------------------------
+def vocab(sentences, min_freq):
+    counts = Counter(t for s in sentences for t in s)
+    return SPECIALS + sorted((t for t, n in counts.items() if n >= min_freq), key=lambda t: (-counts[t], t))
+
+
+def vocab_ignores_min_freq(sentences, min_freq):
+    return vocab(sentences, 1)
+
+
+def vocab_without_specials(sentences, min_freq):
+    return vocab(sentences, min_freq)[4:]
+
+
+def vocab_alphabetical(sentences, min_freq):
+    return SPECIALS + sorted(vocab(sentences, min_freq)[4:])
+
+
+def test_vocab_check_passes_a_correct_vocabulary():
+    """Does a frequency-ordered vocabulary with the specials first pass?"""
+    check_vocab(vocab, seed=1)
+
+
+@pytest.mark.parametrize("bad,message", [(vocab_ignores_min_freq, "others are in"), (vocab_without_specials, "must start with"),
+                                         (vocab_alphabetical, "most frequent first")])
+def test_vocab_check_catches_min_freq_specials_and_order(bad, message):
+    """Are a vocabulary that ignores min_freq, one without specials and one in alphabetical order caught?"""
+    with pytest.raises(AssertionError, match=message):
+        check_vocab(bad, seed=1)
+
+
+def pad_batch(seqs):
+    ids = torch.full((len(seqs), max(map(len, seqs))), PAD, dtype=torch.long)
+    for i, s in enumerate(seqs):
+        ids[i, :len(s)] = torch.tensor(s)
+    return ids, torch.tensor([len(s) for s in seqs])
+
+
+def pad_batch_with_eos(seqs):
+    ids, lengths = pad_batch(seqs)
+    return ids.masked_fill(ids == PAD, EOS), lengths
+
+
+def pad_batch_to_first_length(seqs):
+    return pad_batch([s[:len(seqs[0])] for s in seqs])
+
+
+def test_pad_batch_check():
+    """Does a correct pad_batch pass, and are padding with EOS and truncating to the first length caught?"""
+    check_pad_batch(pad_batch, seed=2)
+    with pytest.raises(AssertionError, match="not padded with PAD"):
+        check_pad_batch(pad_batch_with_eos, seed=2)
+    with pytest.raises(AssertionError, match="expected shape"):
+        check_pad_batch(pad_batch_to_first_length, seed=2)
+
+
+# --- attention -----------------------------------------------------------------------------------------
+class Additive(nn.Module):
+    def __init__(self, query_dim, key_dim, mask_value=float("-inf"), softmax_dim=-1):
+        super().__init__()
+        self.q, self.k, self.v = nn.Linear(query_dim, 8), nn.Linear(key_dim, 8), nn.Linear(8, 1)
+        self.mask_value, self.softmax_dim = mask_value, softmax_dim
+
+    def forward(self, query, enc_out, mask, keys=None):
+        scores = self.v(torch.tanh(self.q(query)[:, None] + self.k(enc_out))).squeeze(-1)
+        if self.mask_value is not None:
+            scores = scores.masked_fill(~mask, self.mask_value)
+        weights = scores.softmax(self.softmax_dim)
+        return torch.bmm(weights[:, None], enc_out).squeeze(1), weights
+
+
+class ScaledDot(nn.Module):
+    def __init__(self, query_dim, key_dim):
+        super().__init__()
+        self.W = nn.Linear(key_dim, query_dim, bias=False)
+
+    def forward(self, query, enc_out, mask, keys=None):
+        scores = torch.einsum("bq,bsq->bs", query, self.W(enc_out)) / math.sqrt(query.size(-1))
+        weights = scores.masked_fill(~mask, -1e9).softmax(-1)
+        return (weights[..., None] * enc_out).sum(1), weights
+
+
+def test_attention_check_passes_additive_and_multiplicative_attention():
+    """Do Bahdanau's additive and Luong's scaled multiplicative attention (masked with -inf or -1e9) both pass?"""
+    torch.manual_seed(0)
+    check_attention(Additive(12, 10), 12, 10, seed=3)
+    check_attention(ScaledDot(12, 10), 12, 10, seed=3)
+
+
+@pytest.mark.parametrize("bad,message", [(Additive(12, 10, mask_value=None), "padding positions get attention weight"),
+                                         (Additive(12, 10, softmax_dim=0), "rows must sum to 1")])
+def test_attention_check_catches_an_ignored_mask_and_a_softmax_over_the_batch(bad, message):
+    """Are attention without its mask, and a softmax over the wrong axis, caught?"""
+    with pytest.raises(AssertionError, match=message):
+        check_attention(bad, 12, 10, seed=3)
+
+
+# --- a minimal model honouring the contract -----------------------------------------------------------
+class TinySeq2Seq(nn.Module):
+    """Embedding + GRU encoder, GRUCell decoder reading an additive-attention context: the contract, small."""
+
+    def __init__(self, src_vocab_size, tgt_vocab_size, hid=16):
+        super().__init__()
+        self.src_emb = nn.Embedding(src_vocab_size, hid, padding_idx=PAD)
+        self.encoder_rnn = nn.GRU(hid, hid, batch_first=True)
+        self.decoder = TinyDecoder(tgt_vocab_size, hid)
+
+    def encode(self, src, src_len):
+        enc_out, last = self.encoder_rnn(self.src_emb(src))
+        mask = torch.arange(src.size(1))[None] < src_len[:, None]
+        return enc_out.mean(1), {"enc_out": enc_out, "mask": mask}
+
+    def forward(self, src, src_len, tgt_in):
+        state, memory = self.encode(src, src_len)
+        logits = []
+        for t in range(tgt_in.size(1)):
+            step_logits, state, _ = self.decoder.step(tgt_in[:, t], state, memory)
+            logits.append(step_logits)
+        return torch.stack(logits, dim=1)
+
+
+class TinyDecoder(nn.Module):
+    def __init__(self, vocab_size, hid):
+        super().__init__()
+        self.embedding = nn.Embedding(vocab_size, hid, padding_idx=PAD)
+        self.attention = Additive(hid, hid)
+        self.rnn = nn.GRUCell(2 * hid, hid)
+        self.out = nn.Linear(hid, vocab_size)
+
+    def step(self, y_prev, state, memory):
+        context, weights = self.attention(state, memory["enc_out"], memory["mask"])
+        state = self.rnn(torch.cat([self.embedding(y_prev), context], -1), state)
+        return self.out(state), state, weights
+
+
+def loss(model, src, src_len, tgt, label_smoothing=0.0):
+    logits = model(src, src_len, tgt[:, :-1])
+    return F.cross_entropy(logits.flatten(0, 1), tgt[:, 1:].flatten(), ignore_index=PAD, label_smoothing=label_smoothing)
+
+
+def loss_off_by_one(model, src, src_len, tgt, label_smoothing=0.0):
+    logits = model(src, src_len, tgt[:, 1:])
+    return F.cross_entropy(logits.flatten(0, 1), tgt[:, 1:].flatten(), ignore_index=PAD)
+
+
+def loss_counts_padding(model, src, src_len, tgt, label_smoothing=0.0):
+    logits = model(src, src_len, tgt[:, :-1])
+    return F.cross_entropy(logits.flatten(0, 1), tgt[:, 1:].flatten())
+
+
+def test_model_shape_check_passes_the_contract():
+    """Does a small model that honours encode/step/forward pass the shape check?"""
+    check_model_shapes(TinySeq2Seq, seed=5)
+
+
+def test_model_shape_check_catches_logits_over_the_source_vocabulary():
+    """Is a decoder whose output layer has the source vocabulary's size caught?"""
+    with pytest.raises(AssertionError, match=r"expected \(3, 41\)"):
+        check_model_shapes(lambda src_v, tgt_v: TinySeq2Seq(src_v, src_v), seed=5)
+
+
+def test_loss_check_passes_teacher_forcing_and_catches_off_by_one_and_padding():
+    """Does the shifted, padding-ignoring loss pass, while feeding the targets and averaging over padding fail?"""
+    check_teacher_forcing_loss(loss, TinySeq2Seq, seed=6)
+    for bad in (loss_off_by_one, loss_counts_padding):
+        with pytest.raises(AssertionError, match="the oracle|gives"):
+            check_teacher_forcing_loss(bad, TinySeq2Seq, seed=6)
+
+
+# --- greedy decoding -------------------------------------------------------------------------------------
+@torch.no_grad()
+def greedy(model, src, src_len, max_len):
+    state, memory = model.encode(src, src_len)
+    y, done, out = torch.full((src.size(0),), SOS), torch.zeros(src.size(0), dtype=torch.bool), []
+    for _ in range(max_len):
+        logits, state, _ = model.decoder.step(y, state, memory)
+        y = logits.argmax(-1).masked_fill(done, PAD)
+        out.append(y)
+        done |= y == EOS
+        if done.all():
+            break
+    return torch.stack(out, 1)
+
+
+@torch.no_grad()
+def greedy_never_stops(model, src, src_len, max_len):
+    state, memory = model.encode(src, src_len)
+    y, out = torch.full((src.size(0),), SOS), []
+    for _ in range(max_len):
+        logits, state, _ = model.decoder.step(y, state, memory)
+        y = logits.argmax(-1)
+        out.append(y)
+    return torch.stack(out, 1)
+
+
+@torch.no_grad()
+def greedy_padded_but_runs_on(model, src, src_len, max_len):
+    state, memory = model.encode(src, src_len)
+    y, done, out = torch.full((src.size(0),), SOS), torch.zeros(src.size(0), dtype=torch.bool), []
+    for _ in range(max_len):
+        logits, state, _ = model.decoder.step(y, state, memory)
+        y = logits.argmax(-1).masked_fill(done, PAD)
+        out.append(y)
+        done |= y == EOS
+    return torch.stack(out, 1)
+
+
+@torch.no_grad()
+def greedy_feeds_sos_every_step(model, src, src_len, max_len):
+    state, memory = model.encode(src, src_len)
+    done, out = torch.zeros(src.size(0), dtype=torch.bool), []
+    for _ in range(max_len):
+        logits, state, _ = model.decoder.step(torch.full((src.size(0),), SOS), state, memory)
+        y = logits.argmax(-1).masked_fill(done, PAD)
+        out.append(y)
+        done |= y == EOS
+        if done.all():
+            break
+    return torch.stack(out, 1)
+
+
+def test_greedy_check_passes_a_correct_decoder():
+    """Does batched greedy decoding that pads after EOS and stops when all sentences ended pass?"""
+    check_greedy_decode(greedy)
+
+
+@pytest.mark.parametrize("bad,message", [(greedy_never_stops, "only PAD"), (greedy_padded_but_runs_on, "decoding ran 50 steps"),
+                                         (greedy_feeds_sos_every_step, "its own previous prediction")])
+def test_greedy_check_catches_no_stop_no_early_exit_and_no_feedback(bad, message):
+    """Are decoders that ignore EOS, that always run max_len steps, or that never feed back their output caught?"""
+    with pytest.raises(AssertionError, match=message):
+        check_greedy_decode(bad)
+
+
+# --- BLEU -------------------------------------------------------------------------------------------------
+def ngrams(tokens, n):
+    return Counter(tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1))
+
+
+def bleu(hyps, refs, clip=True, brevity=True):
+    matches, totals, c, r = [0] * 4, [0] * 4, 0, 0
+    for h, ref in zip(hyps, refs):
+        c, r = c + len(h), r + len(ref)
+        for n in range(1, 5):
+            hn, rn = ngrams(h, n), ngrams(ref, n)
+            matches[n - 1] += sum(min(k, rn[g]) if clip else k for g, k in hn.items() if g in rn)
+            totals[n - 1] += max(0, len(h) - n + 1)
+    if min(matches) == 0:
+        return 0.0
+    bp = 1.0 if (c > r or not brevity) else math.exp(1 - r / c)
+    return 100 * bp * math.exp(sum(math.log(m / t) for m, t in zip(matches, totals)) / 4)
+
+
+def test_bleu_check_passes_a_correct_bleu():
+    """Does BLEU with clipped counts and the brevity penalty agree with sacreBLEU on every case?"""
+    check_bleu(bleu, seed=7)
+
+
+@pytest.mark.parametrize("bad,message", [(lambda h, r: bleu(h, r, brevity=False), "brevity penalty"),
+                                         (lambda h, r: bleu(h, r, clip=False), "clipped counts")])
+def test_bleu_check_catches_missing_brevity_penalty_and_unclipped_counts(bad, message):
+    """Are BLEU without the brevity penalty and BLEU without clipping caught, naming the case they fail?"""
+    with pytest.raises(AssertionError, match=message):
+        check_bleu(bad, seed=7)
+
+
+# --- checkpoints -------------------------------------------------------------------------------------------
+SRC, TGT = SPECIALS + ["ein", "Hund", "."], SPECIALS + ["a", "dog", ".", "runs"]
+
+
+def test_translator_loads_with_its_vocabularies_and_translates(tmp_path):
+    """Does a checkpoint saved with its vocabularies load into a fresh model that then translates raw sentences?"""
+    torch.manual_seed(0)
+    save_weights(TinySeq2Seq(len(SRC), len(TGT)), tmp_path / "m.pt", src_itos=SRC, tgt_itos=TGT)
+    model, src_itos, tgt_itos = load_translator(TinySeq2Seq, tmp_path / "m.pt")
+    assert (src_itos, tgt_itos) == (SRC, TGT)
+    out = translate(model, ["ein Hund.", "Hund"], src_itos, tgt_itos)
+    assert len(out) == 2 and all(isinstance(s, str) for s in out)
+    assert all(w in TGT for s in out for w in tokenise(s)), out
+
+
+def test_translator_with_swapped_vocabularies_is_refused_with_a_message(tmp_path):
+    """Are weights saved with the vocabularies swapped refused, naming the vocabularies?"""
+    save_weights(TinySeq2Seq(len(SRC), len(TGT)), tmp_path / "m.pt", src_itos=TGT, tgt_itos=SRC)
+    with pytest.raises(CheckpointError, match="other vocabularies"):
+        load_translator(TinySeq2Seq, tmp_path / "m.pt")
+
+
+def test_translator_without_vocabularies_says_how_to_save_them(tmp_path):
+    """Is a bare state_dict (no vocabularies) refused with the call that saves them?"""
+    torch.save(TinySeq2Seq(len(SRC), len(TGT)).state_dict(), tmp_path / "m.pt")
+    with pytest.raises(CheckpointError, match=r"not src_itos, tgt_itos; save them with save_weights"):
+        load_translator(TinySeq2Seq, tmp_path / "m.pt")
+
+
+def test_detokenise_inverts_tokenise_on_plain_sentences():
+    """Does detokenise(tokenise(s)) give s back for a sentence with commas, hyphens and apostrophes?"""
+    sentence = "A man's red t-shirt, two dogs (brown) and 3 cats."
+    assert detokenise(tokenise(sentence)) == sentence
