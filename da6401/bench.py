@@ -38,6 +38,7 @@ METRICS = {
     "a1_mlp": {"test_acc": "MNIST test accuracy", "train_seconds": "training time (s)"},
     "a2_cnn": {"test_acc": "CIFAR-10 test accuracy", "train_seconds": "training time (s)",
                "experiment_seconds": "experiments (s)"},
+    "a3_seq2seq": {"test_bleu": "test_2016_flickr sacreBLEU (greedy, detokenised)", "train_seconds": "training time (s)"},
 }
 CHECKPOINT_SUFFIXES = (".pt", ".pth")
 

@@ -25,6 +25,10 @@ committed checkpoint):
 
     files_from = ["reference"]  # copy reference/files/ first, then this spec's own files/
     without = ["cnn_cifar10.pt"]  # then delete these (a submission that forgot a file)
+
+    [[rewrite]]                 # then re-save a copied checkpoint with top-level entries replaced by others
+    file = "seq2seq_multi30k.pt"  # (a submission that saved the right weights with the wrong vocabularies)
+    entries = { src_itos = "tgt_itos", tgt_itos = "src_itos" }
 """
 from __future__ import annotations
 
@@ -95,7 +99,7 @@ def build_notebook(course: Path, assignment: str, spec: dict, notebook: str):
 
 def copy_files(assignment: str, spec: dict, target: Path) -> None:
     """Copy the files of a parsed submission.toml (``files_from`` specs first, then its own) into ``target``,
-    then delete the names listed in ``without``.
+    then delete the names listed in ``without`` and apply the ``rewrite`` entries.
 
     Raises:
         ValueError: ``files_from`` names a sample submission without a files/ folder.
@@ -109,6 +113,12 @@ def copy_files(assignment: str, spec: dict, target: Path) -> None:
         shutil.copytree(spec_dir / "files", target, dirs_exist_ok=True)
     for name in spec.get("without", []):
         (target / name).unlink()
+    for rewrite in spec.get("rewrite", []):
+        import torch  # only the PyTorch assignments' samples rewrite checkpoints
+
+        saved = torch.load(target / rewrite["file"], map_location="cpu", weights_only=True)
+        torch.save({**saved, **{key: saved[source] for key, source in rewrite["entries"].items()}},
+                   target / rewrite["file"])
 
 
 def load_spec(assignment: str, name: str) -> dict:
