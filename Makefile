@@ -7,9 +7,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 ASSIGNMENTS := $(notdir $(patsubst %/,%,$(dir $(wildcard source/*/*.ipynb))))
 # The sample submissions `make grade-samples` grades, per assignment (all of them: grader_tests).
-GRADED := a1_mlp a2_cnn
+GRADED := a1_mlp a2_cnn a3_seq2seq
 SAMPLES_a1_mlp ?= reference untouched alternative_loops noisy_but_correct adam_no_bias_correction relu_grad_mask_inverted linear_classifier_only
 SAMPLES_a2_cnn ?= reference untouched alternative_architecture no_zero_grad missing_checkpoint linear_classifier_baseline
+SAMPLES_a3_seq2seq ?= reference untouched alternative_lstm_luong attention_ignores_mask decoder_never_stops vocab_mismatch_checkpoint no_attention_baseline
 
 # Use the offline mirror beside the checkout when there is one (CI, course servers).
 ifneq ($(wildcard ../shared/data/SHA256SUMS),)
@@ -29,7 +30,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	touch $@
 
 data: setup
-	$(BIN)/python -m da6401.data fetch mnist cifar10
+	$(BIN)/python -m da6401.data fetch mnist cifar10 multi30k
 
 release: setup
 	$(foreach a,$(ASSIGNMENTS),$(BIN)/nbgrader generate_assignment $(a) --force --log-level=WARN &&) true

@@ -45,12 +45,12 @@ def make_course(path: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def needs_data():
-    """Skip unless the real MNIST and CIFAR-10 are in the data root or reachable through the mirror (in CI: fail)."""
+    """Skip unless the real MNIST, CIFAR-10 and Multi30k are in the data root or reachable through the mirror (in CI: fail)."""
     from da6401.data import DatasetMissingError, fetch
 
     os.environ.update({k: v for k, v in course_env().items() if k == "DA6401_DATA_MIRROR"})
     try:
-        for dataset in ("mnist", "cifar10"):
+        for dataset in ("mnist", "cifar10", "multi30k"):
             fetch(dataset)
     except DatasetMissingError as e:
         if os.environ.get("CI"):

@@ -109,3 +109,17 @@ def test_files_from_copies_shared_files_first_and_own_files_last(tmp_path):
     assert (tmp_path / "experiments.json").read_bytes() == (reference / "experiments.json").read_bytes()
     with pytest.raises(ValueError, match="has no files/ folder"):
         copy_files("a2_cnn", {**spec, "files_from": ["untouched"]}, tmp_path)
+
+
+def test_rewrite_swaps_checkpoint_entries_and_keeps_the_weights(tmp_path):
+    """Does [[rewrite]] re-save the copied checkpoint with the vocabularies swapped, weights untouched?"""
+    import torch
+
+    from da6401.submissions import SPECS, copy_files, load_spec
+
+    copy_files("a3_seq2seq", load_spec("a3_seq2seq", "vocab_mismatch_checkpoint"), tmp_path)
+    original = torch.load(SPECS / "a3_seq2seq" / "reference" / "files" / "seq2seq_multi30k.pt", weights_only=True)
+    rewritten = torch.load(tmp_path / "seq2seq_multi30k.pt", weights_only=True)
+    assert original["src_itos"] != original["tgt_itos"]
+    assert (rewritten["src_itos"], rewritten["tgt_itos"]) == (original["tgt_itos"], original["src_itos"])
+    assert all(torch.equal(rewritten["state_dict"][k], v) for k, v in original["state_dict"].items())

@@ -187,52 +187,16 @@ def test_loss_check_passes_teacher_forcing_and_catches_off_by_one_and_padding():
 
 # --- greedy decoding -------------------------------------------------------------------------------------
 @torch.no_grad()
-def greedy(model, src, src_len, max_len):
+def greedy(model, src, src_len, max_len, pad_after_eos=True, exit_early=True, feed_back=True):
+    """Correct greedy decoding, or with one of its three duties left out."""
     state, memory = model.encode(src, src_len)
     y, done, out = torch.full((src.size(0),), SOS), torch.zeros(src.size(0), dtype=torch.bool), []
     for _ in range(max_len):
-        logits, state, _ = model.decoder.step(y, state, memory)
-        y = logits.argmax(-1).masked_fill(done, PAD)
+        logits, state, _ = model.decoder.step(y if feed_back else torch.full((src.size(0),), SOS), state, memory)
+        y = logits.argmax(-1).masked_fill(done & pad_after_eos, PAD)
         out.append(y)
         done |= y == EOS
-        if done.all():
-            break
-    return torch.stack(out, 1)
-
-
-@torch.no_grad()
-def greedy_never_stops(model, src, src_len, max_len):
-    state, memory = model.encode(src, src_len)
-    y, out = torch.full((src.size(0),), SOS), []
-    for _ in range(max_len):
-        logits, state, _ = model.decoder.step(y, state, memory)
-        y = logits.argmax(-1)
-        out.append(y)
-    return torch.stack(out, 1)
-
-
-@torch.no_grad()
-def greedy_padded_but_runs_on(model, src, src_len, max_len):
-    state, memory = model.encode(src, src_len)
-    y, done, out = torch.full((src.size(0),), SOS), torch.zeros(src.size(0), dtype=torch.bool), []
-    for _ in range(max_len):
-        logits, state, _ = model.decoder.step(y, state, memory)
-        y = logits.argmax(-1).masked_fill(done, PAD)
-        out.append(y)
-        done |= y == EOS
-    return torch.stack(out, 1)
-
-
-@torch.no_grad()
-def greedy_feeds_sos_every_step(model, src, src_len, max_len):
-    state, memory = model.encode(src, src_len)
-    done, out = torch.zeros(src.size(0), dtype=torch.bool), []
-    for _ in range(max_len):
-        logits, state, _ = model.decoder.step(torch.full((src.size(0),), SOS), state, memory)
-        y = logits.argmax(-1).masked_fill(done, PAD)
-        out.append(y)
-        done |= y == EOS
-        if done.all():
+        if exit_early and done.all():
             break
     return torch.stack(out, 1)
 
@@ -242,12 +206,12 @@ def test_greedy_check_passes_a_correct_decoder():
     check_greedy_decode(greedy)
 
 
-@pytest.mark.parametrize("bad,message", [(greedy_never_stops, "only PAD"), (greedy_padded_but_runs_on, "decoding ran 50 steps"),
-                                         (greedy_feeds_sos_every_step, "its own previous prediction")])
-def test_greedy_check_catches_no_stop_no_early_exit_and_no_feedback(bad, message):
+@pytest.mark.parametrize("fault,message", [("pad_after_eos", "only PAD"), ("exit_early", "decoding ran 50 steps"),
+                                           ("feed_back", "its own previous prediction")])
+def test_greedy_check_catches_no_stop_no_early_exit_and_no_feedback(fault, message):
     """Are decoders that ignore EOS, that always run max_len steps, or that never feed back their output caught?"""
     with pytest.raises(AssertionError, match=message):
-        check_greedy_decode(bad)
+        check_greedy_decode(lambda *args: greedy(*args, **{fault: False}))
 
 
 # --- BLEU -------------------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ class Bar:
     assignment: str
     notebook: str
     cell: str
-    printed: str  # regex with one group: the accuracy the hidden test printed
+    printed: str  # regex with one group: the accuracy (or BLEU) the hidden test printed
     bar: float
     reference_at_least: float  # the margin: the reference must reach this
     baselines: tuple[str, ...]  # weak sample submissions that must stay below the bar
@@ -30,6 +30,9 @@ BARS = [
         ("linear_classifier_only",)),
     Bar("a2_cnn", "cnn_cifar10.ipynb", "test_checkpoint_accuracy", r"CIFAR-10 test accuracy: (\d\.\d+)", 0.70, 0.85,
         ("linear_classifier_baseline", "mlp_baseline")),
+    Bar("a3_seq2seq", "seq2seq_translation.ipynb", "test_checkpoint_bleu",
+        r"test_2016_flickr sacreBLEU \(greedy, detokenised\): (\d+\.\d+)", 30.0, 33.0,
+        ("no_attention_baseline", "one_epoch_baseline")),
 ]
 
 

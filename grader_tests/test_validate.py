@@ -20,6 +20,7 @@ def _validate(course, notebook) -> str:
 @pytest.mark.parametrize("assignment,notebook,test_cells", [
     ("a1_mlp", "mlp_backprop.ipynb", 18),
     ("a2_cnn", "cnn_cifar10.ipynb", 8 + 2),  # 8 test cells and 2 written answers still "YOUR ANSWER HERE"
+    ("a3_seq2seq", "seq2seq_translation.ipynb", 8 + 2),
 ])
 def test_validate_passes_the_reference_and_fails_every_test_cell_of_the_release(tmp_path, needs_data, assignment,
                                                                                 notebook, test_cells):
