@@ -16,7 +16,7 @@ from nbgrader.preprocessors import (
 )
 from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor
 
-from da6401.nbgrader_ext import DemoteStderr, HideHiddenTests
+from da6401.nbgrader_ext import BestNotebookExportPlugin, DemoteStderr, HideHiddenTests
 
 c = get_config()  # noqa: F821 - provided by nbgrader when it loads this file
 
@@ -51,3 +51,7 @@ c.Autograde.autograde_preprocessors = [
 c.GenerateFeedback.preprocessors = [HideHiddenTests, GetGrades, CSSHTMLHeaderPreprocessor]
 
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
+
+# `nbgrader export`: A4 offers two notebooks (DCGAN or ViT) and counts the better one, not their sum.
+c.ExportApp.plugin_class = BestNotebookExportPlugin
+c.BestNotebookExportPlugin.best_of = ["a4_generative"]
