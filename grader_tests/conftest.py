@@ -17,9 +17,12 @@ BIN = Path(sys.executable).parent  # the course venv running pytest
 MIRROR = REPO.parent / "shared" / "data"
 
 
-def course_env() -> dict[str, str]:
-    """Environment for nbgrader subprocesses: the venv first on PATH (nbgrader calls alembic), real data."""
+def course_env(threads: int | None = None) -> dict[str, str]:
+    """Environment for nbgrader subprocesses: the venv first on PATH (nbgrader calls alembic), real data;
+    with ``threads``, NumPy's and torch's thread pools limited to that many."""
     env = dict(os.environ)
+    if threads:
+        env.update({var: str(threads) for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")})
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     env.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # torch's idle threads sleep instead of spinning when cores are shared
     if "DA6401_DATA_MIRROR" not in env and MIRROR.is_dir():
@@ -27,9 +30,10 @@ def course_env() -> dict[str, str]:
     return env
 
 
-def nbgrader(course: Path, *args: str, timeout: int = 3600) -> subprocess.CompletedProcess:
-    """Run ``nbgrader <args>`` in ``course``; fail the test with nbgrader's output if it exits non-zero."""
-    done = subprocess.run([str(BIN / "nbgrader"), *args, "--log-level=WARN"], cwd=course, env=course_env(),
+def nbgrader(course: Path, *args: str, timeout: int = 3600, threads: int | None = None) -> subprocess.CompletedProcess:
+    """Run ``nbgrader <args>`` in ``course`` (its kernels limited to ``threads`` threads, if given); fail the test
+    with nbgrader's output if it exits non-zero."""
+    done = subprocess.run([str(BIN / "nbgrader"), *args, "--log-level=WARN"], cwd=course, env=course_env(threads),
                           capture_output=True, text=True, timeout=timeout)
     assert done.returncode == 0, f"nbgrader {' '.join(args)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}"
     return done
@@ -63,9 +67,10 @@ def needs_data():
 def autograded(tmp_path_factory, needs_data):
     """Per assignment, one temporary course with every sample submission autograded and its feedback.
 
-    The first request starts every assignment's grading in the background, two at a time (one per core: a
-    notebook spends much of its time in single-threaded Python, so two autogrades overlap well); each request
-    waits for its own assignment.
+    The first request starts every assignment's grading in the background, two at a time, each kernel on one
+    thread: one autograde per core. (Two autogrades whose kernels each wanted both cores were far slower than one
+    after the other: OpenBLAS and torch threads fought over the cores, and an A1 notebook took minutes.)
+    Each request waits for its own assignment.
     """
     from concurrent.futures import ThreadPoolExecutor
 
@@ -77,7 +82,7 @@ def autograded(tmp_path_factory, needs_data):
     def grade(assignment: str, course: Path):
         nbgrader(course, "generate_assignment", assignment, "--force")  # records cells and points in the gradebook
         assemble(assignment, None, course)
-        nbgrader(course, "autograde", assignment, "--force")
+        nbgrader(course, "autograde", assignment, "--force", threads=1)
         nbgrader(course, "generate_feedback", assignment, "--force")
         return course, cell_scores(course, assignment)
 
