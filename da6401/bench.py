@@ -31,7 +31,7 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
-from da6401.submissions import REPO, build_notebook, copy_files, load_spec
+from da6401.submissions import REPO, build_notebook, copy_files, load_spec, notebook_of
 
 # Variables each reference notebook leaves behind, printed by the benchmark.
 METRICS = {
@@ -39,6 +39,20 @@ METRICS = {
     "a2_cnn": {"test_acc": "CIFAR-10 test accuracy", "train_seconds": "training time (s)",
                "experiment_seconds": "experiments (s)"},
     "a3_seq2seq": {"test_bleu": "test_2016_flickr sacreBLEU (greedy, detokenised)", "train_seconds": "training time (s)"},
+    # A4 has two notebooks (run one with --submission dcgan_reference or vit_reference); each sets its own names.
+    "a4_generative": {"dcgan_fid": "Frechet distance in the judge's feature space (MNIST test)",
+                      "dcgan_coverage": "classes covered (judge)", "vit_test_acc": "CIFAR-10 test accuracy",
+                      "train_seconds": "training time (s)"},
+}
+# Code run after the notebook, before the metrics are printed: figures a notebook cannot compute itself.
+# (The DCGAN notebook has no MNIST judge; that is an instructor-only asset.)
+PROBES = {
+    "a4_generative": "if 'Generator' in globals():\n"
+                     "    from da6401.grading.generative import generate\n"
+                     "    from da6401.grading.judge import judge_samples\n"
+                     "    _stats = judge_samples(generate(G))\n"
+                     "    dcgan_fid, dcgan_coverage = _stats.fid, _stats.covered(0.03)\n"
+                     "    print(_stats)\n",
 }
 CHECKPOINT_SUFFIXES = (".pt", ".pth")
 
@@ -62,10 +76,11 @@ def run(assignment: str, submission: str = "reference", keep: Path | None = None
     Returns:
         The notebook's metrics (None where it left a variable unset) and its wall time.
     """
-    (path,) = (REPO / "source" / assignment).glob("*.ipynb")
     spec = load_spec(assignment, submission)
-    nb = build_notebook(REPO, assignment, spec, path.name)
+    nb = build_notebook(REPO, assignment, spec, notebook_of(REPO, assignment, spec))
     names = list(METRICS[assignment])
+    if assignment in PROBES:
+        nb.cells.append(nbformat.v4.new_code_cell(PROBES[assignment]))
     nb.cells.append(nbformat.v4.new_code_cell(
         "import json as _json\nprint('BENCH' + _json.dumps({k: globals().get(k) for k in %r}, default=float))" % names))
     with tempfile.TemporaryDirectory() as tmp:

@@ -6,6 +6,7 @@ holding ``submission.toml`` (how to build the notebook) and ``expected.toml``
 
     description = "What this submission gets wrong, in one sentence."
     base = "reference"          # or "release": the untouched student notebook
+    notebook = "dcgan.ipynb"    # which notebook, when the assignment has several (A4); the submission holds only it
 
     [[edit]]                    # optional, applied in order to the base
     cell = "optimizers"         # an nbgrader grade_id in the notebook
@@ -121,6 +122,24 @@ def copy_files(assignment: str, spec: dict, target: Path) -> None:
                    target / rewrite["file"])
 
 
+def notebook_of(course: Path, assignment: str, spec: dict) -> str:
+    """The released notebook a parsed submission.toml builds: its ``notebook``, or the assignment's only one.
+
+    Raises:
+        ValueError: the named notebook is not released, or the assignment has several and the spec names none.
+    """
+    notebooks = sorted(p.name for p in (course / "release" / assignment).glob("*.ipynb"))
+    if "notebook" in spec:
+        if spec["notebook"] not in notebooks:
+            raise ValueError(f"{spec.get('name', 'spec')}: notebook {spec['notebook']!r} is not in release/{assignment} "
+                             f"({notebooks}); run generate_assignment")
+        return spec["notebook"]
+    if len(notebooks) != 1:
+        raise ValueError(f"{spec.get('name', 'spec')}: release/{assignment} has notebooks {notebooks}; "
+                         "say which one with notebook = \"...\" in submission.toml")
+    return notebooks[0]
+
+
 def load_spec(assignment: str, name: str) -> dict:
     """The parsed submission.toml of a sample submission, with its ``name``.
 
@@ -139,16 +158,14 @@ def assemble(assignment: str, names: list[str] | None = None, course: Path = REP
     Returns:
         The submission folders written, replacing any earlier copy.
     """
-    notebooks = sorted(p.name for p in (course / "release" / assignment).glob("*.ipynb"))
-    if len(notebooks) != 1:
-        raise ValueError(f"expected one notebook in release/{assignment}, found {notebooks}; run generate_assignment")
     written = []
     for name in names or spec_names(assignment):
         spec = load_spec(assignment, name)
+        notebook = notebook_of(course, assignment, spec)
         target = course / "submitted" / name / assignment
         shutil.rmtree(target, ignore_errors=True)
         target.mkdir(parents=True)
-        nbformat.write(build_notebook(course, assignment, spec, notebooks[0]), target / notebooks[0])
+        nbformat.write(build_notebook(course, assignment, spec, notebook), target / notebook)
         copy_files(assignment, spec, target)
         written.append(target)
     return written

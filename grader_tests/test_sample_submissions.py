@@ -13,14 +13,14 @@ import nbformat
 import pytest
 
 from conftest import REPO
-from da6401.submissions import SPECS, build_notebook, spec_names
+from da6401.submissions import SPECS, build_notebook, load_spec, notebook_of, spec_names
 
 CASES = [(a.name, n) for a in sorted(SPECS.iterdir()) if a.is_dir() for n in spec_names(a.name)]
 
 
-def graded_cells(assignment: str) -> dict[str, float]:
-    """Autograded test cells of an assignment's source notebook: {grade_id: points}."""
-    (path,) = (REPO / "source" / assignment).glob("*.ipynb")
+def graded_cells(assignment: str, name: str) -> dict[str, float]:
+    """Autograded test cells of the source notebook that sample submission ``name`` submits: {grade_id: points}."""
+    path = REPO / "source" / assignment / notebook_of(REPO, assignment, load_spec(assignment, name))
     cells = {}
     for cell in nbformat.read(path, as_version=4).cells:
         meta = cell.metadata.get("nbgrader", {})
@@ -29,12 +29,10 @@ def graded_cells(assignment: str) -> dict[str, float]:
     return cells
 
 
-
-
 def expected_scores(assignment: str, name: str) -> dict[str, float]:
     """{grade_id: expected points} from the submission's expected.toml."""
     expected = tomllib.loads((SPECS / assignment / name / "expected.toml").read_text())
-    cells = graded_cells(assignment)
+    cells = graded_cells(assignment, name)
     if expected.get("lost") == "all":
         return {cell: 0 for cell in cells}
     lost = expected.get("lost", {})
@@ -44,12 +42,11 @@ def expected_scores(assignment: str, name: str) -> dict[str, float]:
 @pytest.mark.parametrize("assignment,name", CASES)
 def test_sample_submission_spec_is_valid(tmp_path, assignment, name):
     """Do the submission's edits still apply, and does expected.toml name real cells with all-or-nothing losses?"""
-    spec = tomllib.loads((SPECS / assignment / name / "submission.toml").read_text())
+    spec = load_spec(assignment, name)
     assert spec.get("description"), "say in one sentence what this submission gets wrong"
-    (notebook,) = (REPO / "release" / assignment).glob("*.ipynb")
-    build_notebook(REPO, assignment, spec, notebook.name)  # raises when an edit no longer applies
+    build_notebook(REPO, assignment, spec, notebook_of(REPO, assignment, spec))  # raises when an edit no longer applies
     expected = tomllib.loads((SPECS / assignment / name / "expected.toml").read_text())
-    cells = graded_cells(assignment)
+    cells = graded_cells(assignment, name)
     if expected.get("lost") != "all":
         for cell, points in expected.get("lost", {}).items():
             assert cell in cells, f"expected.toml names {cell!r}, not a test cell of {assignment}"
@@ -62,7 +59,7 @@ def test_sample_submission_scores_as_expected(autograded, assignment, name):
     """Does this submission lose exactly the points of the parts it breaks, and keep the rest?"""
     _, scores = autograded(assignment)
     assert name in scores, f"{name} was not autograded"
-    got = {cell: scores[name][cell][0] for cell in graded_cells(assignment)}
+    got = {cell: scores[name][cell][0] for cell in graded_cells(assignment, name)}
     expected = expected_scores(assignment, name)
     wrong = {cell: f"got {got[cell]}, expected {expected[cell]}" for cell in expected if got[cell] != expected[cell]}
     assert not wrong, f"{assignment}/{name}: {wrong}"
@@ -73,9 +70,9 @@ def test_sample_submission_scores_as_expected(autograded, assignment, name):
 def test_feedback_is_generated_without_hidden_test_code(autograded, assignment):
     """Is there a feedback page per graded submission, showing failure reports but no hidden test code?"""
     course, scores = autograded(assignment)
-    source = (next((REPO / "source" / assignment).glob("*.ipynb"))).read_text()
-    hidden_defs = set(re.findall(r"def (test_\w+)", source)) - set(
-        re.findall(r"def (test_\w+)", next((REPO / "release" / assignment).glob("*.ipynb")).read_text()))
+    defined = lambda folder: {name for nb in (REPO / folder / assignment).glob("*.ipynb")
+                              for name in re.findall(r"def (test_\w+)", nb.read_text())}
+    hidden_defs = defined("source") - defined("release")
     assert hidden_defs, "the source notebook has no hidden tests to hide"
     for student in scores:
         pages = list((course / "feedback" / student / assignment).glob("*.html"))
