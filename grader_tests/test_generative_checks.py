@@ -1,0 +1,293 @@
+"""Do the DCGAN checks (A4) pass correct implementations and catch the usual bugs, and is the judge's quality bar
+calibrated: real digits clear it, noise, a generator collapsed onto one digit and an untrained generator fail it?"""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from da6401.grading.checkpoints import save_weights
+from da6401.grading.generative import (FID_BAR, assert_sample_quality, check_d_step,
+                                       check_discriminator, check_discriminator_loss, check_generator,
+                                       check_generator_loss, check_g_step, load_generator)
+
+
+# --- generators and discriminators --------------------------------------------------------------------
+class Generator(nn.Module):
+    """The reference design: project, then two transposed convolutions, tanh."""
+
+    def __init__(self, latent_dim=64, width=32, out=nn.Tanh):
+        super().__init__()
+        self.latent_dim, self.width = latent_dim, width
+        self.project = nn.Sequential(nn.Linear(latent_dim, 2 * width * 49, bias=False), nn.BatchNorm1d(2 * width * 49),
+                                     nn.ReLU())
+        self.up = nn.Sequential(nn.ConvTranspose2d(2 * width, width, 4, 2, 1, bias=False), nn.BatchNorm2d(width),
+                                nn.ReLU(), nn.ConvTranspose2d(width, 1, 4, 2, 1), out())
+
+    def forward(self, z):
+        return self.up(self.project(z).view(-1, 2 * self.width, 7, 7))
+
+
+class UpsampleGenerator(nn.Module):
+    """A correct alternative: latent size 100, nearest upsampling between stride-1 transposed convolutions."""
+
+    def __init__(self):
+        super().__init__()
+        self.latent_dim = 100
+        self.net = nn.Sequential(nn.Unflatten(1, (100, 1, 1)), nn.ConvTranspose2d(100, 64, 7), nn.BatchNorm2d(64),
+                                 nn.ReLU(), nn.Upsample(scale_factor=2), nn.ConvTranspose2d(64, 32, 3, padding=1),
+                                 nn.BatchNorm2d(32), nn.ReLU(), nn.Upsample(scale_factor=2),
+                                 nn.ConvTranspose2d(32, 1, 3, padding=1), nn.Tanh())
+
+    def forward(self, z):
+        return self.net(z)
+
+
+class Discriminator(nn.Module):
+    def __init__(self, pool=False, sigmoid=False, keepdim=False):
+        super().__init__()
+        stride = 1 if pool else 2
+        layers = [nn.Conv2d(1, 16, 4, stride, 1 if stride == 2 else "same"), nn.LeakyReLU(0.2)]
+        layers += [nn.MaxPool2d(2)] if pool else []
+        layers += [nn.Conv2d(16, 32, 4, 2, 1), nn.BatchNorm2d(32), nn.LeakyReLU(0.2), nn.Flatten(),
+                   nn.Linear(32 * 49, 1)]
+        layers += [nn.Sigmoid()] if sigmoid else []
+        self.net, self.keepdim = nn.Sequential(*layers), keepdim
+
+    def forward(self, x):
+        out = self.net(x)
+        return out if self.keepdim else out.squeeze(1)
+
+
+def test_generator_check_passes_the_reference_design_and_an_alternative():
+    """Do a projection + transposed-convolution generator and an upsampling one with latent size 100 pass?"""
+    check_generator(Generator, budget=1_000_000)
+    check_generator(UpsampleGenerator, budget=1_000_000)
+
+
+@pytest.mark.parametrize("make,message", [
+    (lambda: Generator(out=nn.Identity), r"\[-1, 1\]"),
+    (lambda: Generator(width=256), "budget"),
+], ids=["no_tanh", "over_budget"])
+def test_generator_check_catches_an_unbounded_output_and_the_budget(make, message):
+    """Is a generator without tanh caught (its weights scaled up push pixels past 1), and one over the budget?"""
+    with pytest.raises(AssertionError, match=message):
+        check_generator(make, budget=1_000_000)
+
+
+def test_generator_check_needs_the_latent_size():
+    """Is a generator that does not say its latent size refused with a message naming latent_dim?"""
+    class NoLatent(Generator):
+        def __init__(self):
+            super().__init__()
+            del self.latent_dim
+
+    with pytest.raises(AssertionError, match="latent_dim"):
+        check_generator(NoLatent, budget=1_000_000)
+
+
+def test_discriminator_check_passes_logits_and_catches_pooling_sigmoid_and_shape():
+    """Does a strided-convolution discriminator of logits pass, and are pooling, a sigmoid and (N, 1) outputs caught?"""
+    check_discriminator(Discriminator, budget=1_000_000)
+    for make, message in ((lambda: Discriminator(pool=True), "pooling"),
+                          (lambda: Discriminator(sigmoid=True), "sigmoid"),
+                          (lambda: Discriminator(keepdim=True), r"expected \(6,\)")):
+        with pytest.raises(AssertionError, match=message):
+            check_discriminator(make, budget=1_000_000)
+
+
+# --- losses --------------------------------------------------------------------------------------------
+def d_loss(real, fake):
+    return (F.binary_cross_entropy_with_logits(real, torch.ones_like(real))
+            + F.binary_cross_entropy_with_logits(fake, torch.zeros_like(fake)))
+
+
+def d_loss_unstable(real, fake):
+    return -torch.log(torch.sigmoid(real)).mean() - torch.log(1 - torch.sigmoid(fake)).mean()
+
+
+def d_loss_pooled(real, fake):  # one mean over both batches: wrong when their sizes differ
+    logits = torch.cat([real, fake])
+    return 2 * F.binary_cross_entropy_with_logits(logits, torch.cat([torch.ones_like(real), torch.zeros_like(fake)]))
+
+
+def d_loss_swapped(real, fake):
+    return d_loss(fake, real)
+
+
+def g_loss(fake):
+    return F.softplus(-fake).mean()
+
+
+def g_loss_saturating(fake):
+    return -F.softplus(fake).mean()  # mean log(1 - sigmoid(fake)), minimised
+
+
+def g_loss_unstable(fake):
+    return -torch.log(torch.sigmoid(fake)).mean()
+
+
+def test_loss_checks_pass_correct_losses():
+    """Do BCE-with-logits and softplus forms of both losses pass?"""
+    check_discriminator_loss(d_loss, seed=1)
+    check_generator_loss(g_loss, seed=2)
+
+
+@pytest.mark.parametrize("bad,message", [(d_loss_unstable, "stably"), (d_loss_pooled, "discriminator loss on ordinary"),
+                                         (d_loss_swapped, "discriminator loss on ordinary")])
+def test_discriminator_loss_check_catches_underflow_pooling_and_swapped_labels(bad, message):
+    """Are log(sigmoid) underflow, one mean over both batches and swapped targets caught?"""
+    with pytest.raises(AssertionError, match=message):
+        check_discriminator_loss(bad, seed=1)
+
+
+@pytest.mark.parametrize("bad,message", [(g_loss_saturating, "saturating loss"), (g_loss_unstable, "stably")])
+def test_generator_loss_check_catches_the_saturating_loss_and_underflow(bad, message):
+    """Is the minimax (saturating) generator loss named as such, and log(sigmoid) underflow caught?"""
+    with pytest.raises(AssertionError, match=message):
+        check_generator_loss(bad, seed=2)
+
+
+# --- update steps --------------------------------------------------------------------------------------
+def d_step(G, D, opt_D, real, z):
+    loss = d_loss(D(real), D(G(z).detach()))
+    opt_D.zero_grad()
+    loss.backward()
+    opt_D.step()
+    return loss.item()
+
+
+def d_step_no_zero_grad(G, D, opt_D, real, z):
+    loss = d_loss(D(real), D(G(z).detach()))
+    loss.backward()
+    opt_D.step()
+    return loss.item()
+
+
+def d_step_trains_generator_too(G, D, opt_D, real, z):
+    loss = d_loss(D(real), D(G(z)))
+    opt_D.zero_grad()
+    loss.backward()
+    opt_D.step()
+    with torch.no_grad():
+        for p in G.parameters():
+            p -= 0.1 * p.grad
+    return loss.item()
+
+
+def g_step(G, D, opt_G, z):
+    loss = g_loss(D(G(z)))
+    opt_G.zero_grad()
+    loss.backward()
+    opt_G.step()
+    return loss.item()
+
+
+def g_step_saturating(G, D, opt_G, z):
+    loss = g_loss_saturating(D(G(z)))
+    opt_G.zero_grad()
+    loss.backward()
+    opt_G.step()
+    return loss.item()
+
+
+def g_step_returns_tensor(G, D, opt_G, z):
+    g_step(G, D, opt_G, z)
+    return torch.tensor(0.0)
+
+
+def test_step_checks_pass_correct_steps():
+    """Do the textbook d_step and g_step pass two oracle steps each?"""
+    check_d_step(d_step, d_loss, seed=3)
+    check_g_step(g_step, g_loss, seed=4)
+
+
+@pytest.mark.parametrize("bad,message", [(d_step_no_zero_grad, "stale gradients"),
+                                         (d_step_trains_generator_too, "changed the generator")])
+def test_d_step_check_catches_stale_gradients_and_generator_updates(bad, message):
+    """Are a d_step that never clears gradients (right on step 1, wrong on step 2) and one that moves G caught?"""
+    with pytest.raises(AssertionError, match=message):
+        check_d_step(bad, d_loss, seed=3)
+
+
+@pytest.mark.parametrize("bad,message", [(g_step_saturating, "returned loss"), (g_step_returns_tensor, "Python float")])
+def test_g_step_check_catches_another_loss_and_a_tensor_result(bad, message):
+    """Are a g_step that does not use the given generator loss, and one returning a tensor, caught?"""
+    with pytest.raises(AssertionError, match=message):
+        check_g_step(bad, g_loss, seed=4)
+
+
+def test_step_checks_use_the_students_own_loss():
+    """Does a correct step built on a wrong loss pass the step check (the loss check alone costs those points)?"""
+    def g_step_on_saturating_loss(G, D, opt_G, z):
+        loss = g_loss_saturating(D(G(z)))
+        opt_G.zero_grad()
+        loss.backward()
+        opt_G.step()
+        return loss.item()
+
+    check_g_step(g_step_on_saturating_loss, g_loss_saturating, seed=4)
+
+
+# --- the judge's quality bar ---------------------------------------------------------------------------
+class Replay(nn.Module):
+    """A 'generator' that returns given images in turn, for measuring fixed image sets through the grading path."""
+
+    def __init__(self, images):
+        super().__init__()
+        self.latent_dim = 1
+        self.register_buffer("images", images)
+        self.next = 0
+
+    def forward(self, z):
+        out = self.images[self.next:self.next + len(z)]
+        self.next += len(z)
+        return out
+
+
+@pytest.fixture(scope="module")
+def mnist_train(needs_data):
+    from da6401.grading.judge import mnist_as_gan_images
+
+    return mnist_as_gan_images("train")
+
+
+def test_real_training_digits_clear_the_quality_bar_with_margin(mnist_train):
+    """Do 5,000 real training digits (not the test digits the judge compares with) pass, far under the bar?"""
+    images, _ = mnist_train
+    stats = assert_sample_quality(Replay(images[:5000]))
+    assert stats.fid < FID_BAR / 3, f"real digits are at {stats.fid:.2f}: the bar {FID_BAR} leaves no room"
+
+
+@pytest.mark.parametrize("weak", ["uniform_noise", "one_digit", "untrained_generator", "blurred_digits"])
+def test_weak_image_sets_fail_the_quality_bar(mnist_train, weak):
+    """Do uniform noise, 5,000 real images of one digit (perfect mode collapse), an untrained DCGAN generator
+    and heavily blurred real digits all fail?"""
+    images, labels = mnist_train
+    g = torch.Generator().manual_seed(0)
+    if weak == "uniform_noise":
+        fake = Replay(torch.rand(5000, 1, 28, 28, generator=g) * 2 - 1)
+    elif weak == "one_digit":
+        fake = Replay(images[labels == 3][:5000])
+    elif weak == "untrained_generator":
+        torch.manual_seed(0)
+        fake = Generator(width=64)
+    else:
+        blurred = F.avg_pool2d(images[:5000], 5, stride=1, padding=2, count_include_pad=False)
+        fake = Replay(blurred)
+    with pytest.raises(AssertionError, match="Frechet distance|mode collapse"):
+        assert_sample_quality(fake)
+
+
+def test_a_generator_checkpoint_loads_into_its_class(tmp_path):
+    """Does load_generator restore a saved generator (fp16 on disk) and refuse one saved from another design?"""
+    from da6401.grading.checkpoints import CheckpointError
+
+    torch.manual_seed(0)
+    G = Generator()
+    save_weights(G, tmp_path / "g.pt")
+    loaded = load_generator(Generator, tmp_path / "g.pt")
+    assert torch.allclose(loaded.project[0].weight, G.project[0].weight.half().float())
+    with pytest.raises(CheckpointError, match="different architecture"):
+        load_generator(UpsampleGenerator, tmp_path / "g.pt")
