@@ -12,6 +12,13 @@ from pathlib import Path
 from nbgrader.api import Gradebook, MissingEntry
 
 
+def _handed_in(course: Path, assignment: str, submission) -> list:
+    """The submission's notebooks that autograde ran. nbgrader records every notebook of the assignment for each
+    submission, with unscored grades for a notebook the student did not hand in (A4 asks for one of two)."""
+    folder = course / "autograded" / submission.student.id / assignment
+    return [nb for nb in submission.notebooks if (folder / f"{nb.name}.ipynb").is_file()]
+
+
 def cell_scores(course: Path, assignment: str) -> dict[str, dict[str, tuple[float | None, float]]]:
     """Per student, per graded cell: (score, max score). Score is None while a cell awaits manual grading.
 
@@ -25,7 +32,7 @@ def cell_scores(course: Path, assignment: str) -> dict[str, dict[str, tuple[floa
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
         for submission in gb.assignment_submissions(assignment):
             row = {}
-            for notebook in submission.notebooks:
+            for notebook in _handed_in(course, assignment, submission):
                 for grade in notebook.grades:
                     needs_manual = grade.needs_manual_grade and grade.manual_score is None
                     row[grade.name] = (None if needs_manual else grade.score, grade.max_score)
@@ -62,7 +69,7 @@ def deleted_test_cells(course: Path, assignment: str) -> dict[str, list[str]]:
     deleted = {}
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
         for submission in gb.assignment_submissions(assignment):
-            cells = [g.name for nb in submission.notebooks for g in nb.grades
+            cells = [g.name for nb in _handed_in(course, assignment, submission) for g in nb.grades
                      if g.cell_type == "code" and g.auto_score is None]
             if cells:
                 deleted[submission.student.id] = cells
@@ -70,18 +77,21 @@ def deleted_test_cells(course: Path, assignment: str) -> dict[str, list[str]]:
 
 
 def format_table(table: dict[str, dict[str, tuple[float | None, float]]]) -> str:
-    """One row per student, one column per graded cell, then the autograded total."""
+    """One row per student, one column per graded cell, then the autograded total.
+
+    A cell of a notebook the student did not submit (A4 offers two) shows as "-".
+    """
     if not table:
         return "(no autograded submissions)"
-    cells = list(next(iter(table.values())))
+    cells = list(dict.fromkeys(c for row in table.values() for c in row))
     header = ["student"] + [c.removeprefix("test_") for c in cells] + ["auto total"]
     rows = []
     for student, row in sorted(table.items()):
         auto = [s for s, _ in row.values() if s is not None]
         auto_max = sum(m for s, m in row.values() if s is not None)
-        rows.append([student] + ["TA" if row[c][0] is None else f"{row[c][0]:g}" for c in cells]
+        rows.append([student] + ["-" if c not in row else "TA" if row[c][0] is None else f"{row[c][0]:g}" for c in cells]
                     + [f"{sum(auto):g}/{auto_max:g}"])
-    maxima = ["(max)"] + [f"{table[next(iter(table))][c][1]:g}" for c in cells] + [""]
+    maxima = ["(max)"] + [f"{next(row[c][1] for row in table.values() if c in row):g}" for c in cells] + [""]
     widths = [max(len(r[i]) for r in [header, maxima] + rows) for i in range(len(header))]
     fmt = lambda r: "  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(r, widths)))
     return "\n".join(fmt(r) for r in [header, maxima] + rows)
