@@ -5,6 +5,7 @@ import csv
 import shutil
 import subprocess
 
+import pytest
 from nbgrader.api import Gradebook
 
 from conftest import BIN, REPO, course_env
@@ -50,3 +51,19 @@ def test_export_gives_a4_the_better_notebook_and_a1_the_sum(tmp_path):
         row = rows[("a4_generative", student)]
         assert (float(row["score"]), float(row["max_score"])) == (points, 50), (student, row)
         assert float(rows[("a1_mlp", student)]["score"]) == 8 and float(rows[("a1_mlp", student)]["max_score"]) == 10
+
+
+@pytest.mark.slow
+def test_export_of_the_autograded_a4_samples_counts_the_notebook_each_handed_in(autograded):
+    """On the real gradebook of the autograded A4 samples (each hands in one notebook, nbgrader records both), is every
+    student's A4 score that notebook's points, out of one notebook's maximum, not the two notebooks' sum?"""
+    course, scores = autograded("a4_generative")
+    done = subprocess.run([str(BIN / "nbgrader"), "export", "--to", "grades.csv"], cwd=course, env=course_env(),
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = {r["student_id"]: r for r in csv.DictReader(open(course / "grades.csv")) if r["assignment"] == "a4_generative"}
+    assert {"dcgan_reference", "vit_reference", "dcgan_untouched"} <= set(rows)
+    for student, cells in scores.items():
+        handed_in = sum(score or 0 for score, _ in cells.values())  # written answers await a TA: 0 so far
+        out_of = sum(points for _, points in cells.values())
+        assert (float(rows[student]["score"]), float(rows[student]["max_score"])) == (handed_in, out_of), student
