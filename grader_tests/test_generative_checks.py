@@ -176,20 +176,18 @@ def d_step_trains_generator_too(G, D, opt_D, real, z):
     return loss.item()
 
 
-def g_step(G, D, opt_G, z):
-    loss = g_loss(D(G(z)))
-    opt_G.zero_grad()
-    loss.backward()
-    opt_G.step()
-    return loss.item()
+def g_step_on(loss_fn):
+    """The textbook g_step, on the given generator loss."""
+    def g_step(G, D, opt_G, z):
+        loss = loss_fn(D(G(z)))
+        opt_G.zero_grad()
+        loss.backward()
+        opt_G.step()
+        return loss.item()
+    return g_step
 
 
-def g_step_saturating(G, D, opt_G, z):
-    loss = g_loss_saturating(D(G(z)))
-    opt_G.zero_grad()
-    loss.backward()
-    opt_G.step()
-    return loss.item()
+g_step, g_step_saturating = g_step_on(g_loss), g_step_on(g_loss_saturating)
 
 
 def g_step_returns_tensor(G, D, opt_G, z):
@@ -220,14 +218,7 @@ def test_g_step_check_catches_another_loss_and_a_tensor_result(bad, message):
 
 def test_step_checks_use_the_students_own_loss():
     """Does a correct step built on a wrong loss pass the step check (the loss check alone costs those points)?"""
-    def g_step_on_saturating_loss(G, D, opt_G, z):
-        loss = g_loss_saturating(D(G(z)))
-        opt_G.zero_grad()
-        loss.backward()
-        opt_G.step()
-        return loss.item()
-
-    check_g_step(g_step_on_saturating_loss, g_loss_saturating, seed=4)
+    check_g_step(g_step_saturating, g_loss_saturating, seed=4)
 
 
 # --- the judge's quality bar ---------------------------------------------------------------------------

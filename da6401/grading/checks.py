@@ -119,3 +119,13 @@ def unseen_rng(seed: int) -> np.random.Generator:
     special-cases the visible inputs still meets inputs it has not seen.
     """
     return np.random.default_rng(10_000 + seed)
+
+
+def call_student(what: str, fn: Callable, *args):
+    """``fn(*args)``, where fn is the student's code: an exception it raises becomes a failed check
+    (an AssertionError saying "<what> raised <type>: <message>"), not an error in the grader."""
+    __tracebackhide__ = True
+    try:
+        return fn(*args)
+    except Exception as e:
+        raise AssertionError(f"{what} raised {type(e).__name__}: {e}") from None

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from da6401.grading.checkpoints import CheckpointError, load_into, read_checkpoint
+from da6401.grading.checks import call_student
 from da6401.text import EOS, PAD, SOS, SPECIALS, detokenise, tokenise
 
 BLEU_TOLERANCE = 0.01  # BLEU points; the student's BLEU and sacreBLEU agree to float rounding when both are right
@@ -76,14 +77,6 @@ def check_pad_batch(pad_batch: Callable, seed: int) -> None:
         assert (ids[i, len(s):] == PAD).all(), f"row {i} is not padded with PAD={PAD} after its {len(s)} ids"
 
 
-def _run(what: str, fn: Callable, *args):
-    __tracebackhide__ = True
-    try:
-        return fn(*args)
-    except Exception as e:  # the student's code: report it as a failed check with its own message
-        raise AssertionError(f"{what} raised {type(e).__name__}: {e}") from None
-
-
 def _batch(gen: torch.Generator, vocab_size: int, lengths: list[int], sos_eos: bool):
     """Random ids (B, max(lengths)) padded with PAD, ending with EOS (and starting with SOS if sos_eos)."""
     ids = torch.full((len(lengths), max(lengths)), PAD, dtype=torch.long)
@@ -98,7 +91,7 @@ def _batch(gen: torch.Generator, vocab_size: int, lengths: list[int], sos_eos: b
 def _fresh(make_model: Callable, src_vocab: int, tgt_vocab: int, seed: int) -> torch.nn.Module:
     """The student's model, freshly initialised from ``seed``, in eval mode with dropout off."""
     torch.manual_seed(seed)
-    model = _run(f"make_model({src_vocab}, {tgt_vocab})", make_model, src_vocab, tgt_vocab)
+    model = call_student(f"make_model({src_vocab}, {tgt_vocab})", make_model, src_vocab, tgt_vocab)
     for module in model.modules():
         if isinstance(module, torch.nn.Dropout):
             module.p = 0.0
@@ -115,13 +108,13 @@ def check_model_shapes(make_model: Callable, seed: int) -> None:
     for mode in ("train", "eval"):
         model.train(mode == "train")
         with torch.no_grad():
-            state, memory = _run("model.encode(src, src_len)", model.encode, src, src_len)
-            logits, state, weights = _run("model.decoder.step(y_prev, state, memory)", model.decoder.step,
+            state, memory = call_student("model.encode(src, src_len)", model.encode, src, src_len)
+            logits, state, weights = call_student("model.decoder.step(y_prev, state, memory)", model.decoder.step,
                                           tgt[:, 0], state, memory)
             assert tuple(logits.shape) == (3, 41), f"{mode} mode: step gave logits of shape {tuple(logits.shape)}, expected (3, 41)"
             if weights is not None:
                 assert tuple(weights.shape) == (3, 7), f"step gave attention weights of shape {tuple(weights.shape)}, expected (B, S) = (3, 7)"
-            full = _run("model(src, src_len, tgt_in)", model, src, src_len, tgt[:, :-1])
+            full = call_student("model(src, src_len, tgt_in)", model, src, src_len, tgt[:, :-1])
         assert tuple(full.shape) == (3, 5, 41), f"{mode} mode: model(src, src_len, tgt_in) gave {tuple(full.shape)}, expected (B, T, V) = (3, 5, 41)"
         assert torch.isfinite(full).all(), f"{mode} mode: the logits are not all finite"
 
@@ -137,7 +130,7 @@ def check_attention(attention: torch.nn.Module, query_dim: int, key_dim: int, se
     enc_out = torch.randn(5, 6, key_dim, generator=gen)
     attention.eval()
     with torch.no_grad():
-        context, weights = _run("attention(query, enc_out, mask)", attention, query, enc_out, mask)
+        context, weights = call_student("attention(query, enc_out, mask)", attention, query, enc_out, mask)
         assert tuple(weights.shape) == (5, 6), f"weights: expected shape (B, S) = (5, 6), got {tuple(weights.shape)}"
         assert tuple(context.shape) == (5, key_dim), f"context: expected (B, K) = (5, {key_dim}), got {tuple(context.shape)}"
         assert torch.isfinite(weights).all(), "some attention weights are not finite"
@@ -177,11 +170,11 @@ def check_teacher_forcing_loss(translation_loss: Callable, make_model: Callable,
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     for _ in range(15):
         optimizer.zero_grad()
-        _run("model.encode / model.decoder.step", _oracle_loss, model, src, src_len, tgt).backward()
+        call_student("model.encode / model.decoder.step", _oracle_loss, model, src, src_len, tgt).backward()
         optimizer.step()
     with torch.no_grad():
         expected = _oracle_loss(model, src, src_len, tgt).item()
-        got = _run("translation_loss(model, src, src_len, tgt)", translation_loss, model, src, src_len, tgt)
+        got = call_student("translation_loss(model, src, src_len, tgt)", translation_loss, model, src, src_len, tgt)
     got = float(got)
     print(f"teacher-forced loss on an unseen batch: {got:.6f} (oracle {expected:.6f})")
     assert abs(got - expected) <= 1e-4 * max(1.0, abs(expected)), (
@@ -225,7 +218,7 @@ def check_greedy_decode(greedy_decode: Callable) -> None:
     # Sentence 0 ends after 3 tokens and would babble on; sentence 1 never ends; sentence 2 ends at once.
     never = [6, 7, 8, 9, 10, 11, 12, 13, 14]
     model = _ScriptedModel([[5, 6, EOS, 7, 8, 9, 10, 11, 12], never, [EOS, 9, 9, 9, 9, 9, 9, 9, 9]])
-    out = _run("greedy_decode(model, src, src_len, max_len=6)", greedy_decode, model, src, src_len, 6)
+    out = call_student("greedy_decode(model, src, src_len, max_len=6)", greedy_decode, model, src, src_len, 6)
     assert out.dtype == torch.long, f"return token ids as int64, not {out.dtype}"
     assert out.dim() == 2 and out.size(0) == 3, f"expected (B, L) = (3, L), got {tuple(out.shape)}"
     assert out.size(1) <= 6, f"max_len=6 but the output has {out.size(1)} tokens per sentence"
@@ -239,7 +232,7 @@ def check_greedy_decode(greedy_decode: Callable) -> None:
     assert fed[2][1].item() == 7, "greedy decoding must feed each step its own previous prediction (the argmax)"
 
     model = _ScriptedModel([[5, EOS] + never, [6, 7, EOS] + never])
-    out = _run("greedy_decode(model, src, src_len, max_len=50)", greedy_decode, model, src[:2], src_len[:2], 50)
+    out = call_student("greedy_decode(model, src, src_len, max_len=50)", greedy_decode, model, src[:2], src_len[:2], 50)
     steps = len(model.decoder.fed)
     assert steps == 3, f"every sentence had ended after 3 steps, but decoding ran {steps} steps (max_len=50)"
     width = out.size(1)  # 3, or more when the student pads every row to a fixed length
@@ -279,7 +272,7 @@ def check_bleu(corpus_bleu: Callable, seed: int) -> None:
     wrong = []
     for name, (hyps, refs) in cases.items():
         expected = sacre(hyps, refs)
-        got = float(_run(f"corpus_bleu on '{name}'", corpus_bleu, [list(h) for h in hyps], [list(r) for r in refs]))
+        got = float(call_student(f"corpus_bleu on '{name}'", corpus_bleu, [list(h) for h in hyps], [list(r) for r in refs]))
         if not abs(got - expected) <= BLEU_TOLERANCE:
             wrong.append(f"{name}: yours {got:.4f}, sacreBLEU {expected:.4f}")
     assert not wrong, (f"corpus_bleu differs from sacreBLEU by more than {BLEU_TOLERANCE} on {len(wrong)} of "
@@ -306,7 +299,7 @@ def load_translator(make_model: Callable, path) -> tuple[torch.nn.Module, list[s
         if not (isinstance(itos, list) and all(isinstance(t, str) for t in itos) and itos[:4] == SPECIALS):
             raise CheckpointError(f"{name} in the checkpoint must be the vocabulary's list of tokens, starting {SPECIALS}")
     src_itos, tgt_itos = extras["src_itos"], extras["tgt_itos"]
-    model = _run(f"make_model({len(src_itos)}, {len(tgt_itos)})", make_model, len(src_itos), len(tgt_itos))
+    model = call_student(f"make_model({len(src_itos)}, {len(tgt_itos)})", make_model, len(src_itos), len(tgt_itos))
     try:
         load_into(model, path, state)
     except CheckpointError as e:

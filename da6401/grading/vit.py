@@ -39,7 +39,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from da6401.grading.checkpoints import load_into
-from da6401.grading.checks import assert_close, assert_shape, rel_error, unseen_rng
+from da6401.grading.checks import assert_close, assert_shape, call_student, rel_error, unseen_rng
 from da6401.grading.models import accuracy, check_classifier
 
 TOL = 1e-6  # float64 re-implementations agree to ~1e-15; a real bug is far above this
@@ -92,14 +92,6 @@ def contract_parts(namespace: MutableMapping) -> Iterator[None]:
                 del block.forward
 
 
-def _call(name: str, fn: Callable, *args):
-    __tracebackhide__ = True
-    try:
-        return fn(*args)
-    except Exception as e:  # the student's code: report it as a failed check with its own message
-        raise AssertionError(f"{name} raised {type(e).__name__}: {e}") from None
-
-
 # --- Part 1: patches -----------------------------------------------------------------------------------
 def check_patchify(patchify: Callable, seed: int) -> None:
     """Fail unless ``patchify`` matches the contract on unseen sizes (channels, patch, non-square images)."""
@@ -107,7 +99,7 @@ def check_patchify(patchify: Callable, seed: int) -> None:
     rng = unseen_rng(seed)
     for b, c, h, w, p in ((2, 3, 8, 8, 4), (3, 2, 12, 6, 3), (1, 5, 4, 10, 2)):
         x = torch.from_numpy(rng.standard_normal((b, c, h, w)))
-        got = _call(f"patchify(images of shape {(b, c, h, w)}, {p})", patchify, x.clone(), p)
+        got = call_student(f"patchify(images of shape {(b, c, h, w)}, {p})", patchify, x.clone(), p)
         want = reference_patchify(x, p)
         assert_shape(got, tuple(want.shape), f"patchify(images of shape {(b, c, h, w)}, {p})")
         if rel_error(got.detach(), want) <= TOL:
@@ -131,7 +123,7 @@ def check_attention(attention: Callable, seed: int) -> None:
     for b, h, n, d in ((2, 3, 5, 8), (1, 2, 7, 16), (3, 1, 4, 5)):
         q, k, v = (torch.from_numpy(rng.standard_normal((b, h, n, d)) * 1.5) for _ in range(3))
         name = f"attention(q, k, v of shape {(b, h, n, d)})"
-        result = _call(name, attention, q.clone(), k.clone(), v.clone())
+        result = call_student(name, attention, q.clone(), k.clone(), v.clone())
         assert isinstance(result, tuple) and len(result) == 2, f"{name} must return (out, weights)"
         out, weights = (r.detach() for r in result)
         want_out = F.scaled_dot_product_attention(q, k, v)
@@ -166,7 +158,7 @@ def check_multi_head(make_mhsa: Callable, seed: int, namespace: MutableMapping |
     with ctx:
         for dim, heads, b, n in ((12, 3, 2, 5), (16, 2, 3, 4), (24, 4, 1, 9)):
             name = f"MultiHeadSelfAttention({dim}, {heads})"
-            mhsa = _call(name, make_mhsa, dim, heads)
+            mhsa = call_student(name, make_mhsa, dim, heads)
             for attr, shape in (("qkv", (3 * dim, dim)), ("proj", (dim, dim))):
                 layer = getattr(mhsa, attr, None)
                 assert isinstance(layer, nn.Linear) and tuple(layer.weight.shape) == shape and layer.bias is not None, (
@@ -184,7 +176,7 @@ def check_multi_head(make_mhsa: Callable, seed: int, namespace: MutableMapping |
                 mhsa.proj.bias.copy_(ref.out_proj.bias)
             x = torch.from_numpy(rng.standard_normal((b, n, dim)))
             with torch.no_grad():
-                got = _call(f"{name} on a batch of shape {(b, n, dim)}", mhsa, x.clone())
+                got = call_student(f"{name} on a batch of shape {(b, n, dim)}", mhsa, x.clone())
                 want, want_w = ref(x, x, x, need_weights=True, average_attn_weights=False)
             assert_shape(got, (b, n, dim), name)
             assert_close(got.detach(), want, tol=TOL, name=f"{name} vs nn.MultiheadAttention with the same weights")
@@ -206,7 +198,7 @@ def check_block(make_block: Callable, seed: int) -> None:
     rng = unseen_rng(seed)
     for dim, heads, mlp_dim in ((12, 3, 24), (16, 4, 20)):
         name = f"Block({dim}, {heads}, {mlp_dim})"
-        block = _call(name, make_block, dim, heads, mlp_dim)
+        block = call_student(name, make_block, dim, heads, mlp_dim)
         missing = [a for a in ("norm1", "attn", "norm2", "mlp") if not isinstance(getattr(block, a, None), nn.Module)]
         assert not missing, f"{name} has no submodule(s) {', '.join(missing)}; the contract names them norm1, attn, norm2, mlp"
         block = block.double().eval()
@@ -215,7 +207,7 @@ def check_block(make_block: Callable, seed: int) -> None:
                 p.copy_(torch.from_numpy(rng.standard_normal(tuple(p.shape)) * 0.5 + (1.0 if p.ndim == 1 else 0.0)))
         x = torch.from_numpy(rng.standard_normal((2, 6, dim)))
         with torch.no_grad():
-            got = _call(f"{name} on a batch of shape {(2, 6, dim)}", block, x.clone())
+            got = call_student(f"{name} on a batch of shape {(2, 6, dim)}", block, x.clone())
             want = prenorm_forward(block, x)
             post = block.norm1(x + block.attn(x))
             post = block.norm2(post + block.mlp(post))
@@ -264,7 +256,7 @@ def check_attention_grid(cls_attention_grid: Callable, seed: int) -> None:
         n = g * g + 1
         w = torch.from_numpy(rng.random((b, h, n, n)))
         name = f"cls_attention_grid(weights of shape {(b, h, n, n)})"
-        got = _call(name, cls_attention_grid, w.clone())
+        got = call_student(name, cls_attention_grid, w.clone())
         assert_shape(got, (b, h, g, g), name)
         want = w[:, :, 0, 1:].reshape(b, h, g, g)
         column = w[:, :, 1:, 0].reshape(b, h, g, g)
