@@ -120,3 +120,15 @@ def test_rewrite_swaps_checkpoint_entries_and_keeps_the_weights(tmp_path):
     assert original["src_itos"] != original["tgt_itos"]
     assert (rewritten["src_itos"], rewritten["tgt_itos"]) == (original["tgt_itos"], original["src_itos"])
     assert all(torch.equal(rewritten["state_dict"][k], v) for k, v in original["state_dict"].items())
+
+
+def test_a_sample_of_a_two_notebook_assignment_must_name_a_released_notebook():
+    """Is an A4 sample that names no notebook, or one that is not released, refused with a message saying so?"""
+    from da6401.submissions import notebook_of
+
+    assert notebook_of(REPO, "a4_generative", {"notebook": "vit.ipynb"}) == "vit.ipynb"
+    assert notebook_of(REPO, "a1_mlp", {}) == "mlp_backprop.ipynb"
+    with pytest.raises(ValueError, match="say which one"):
+        notebook_of(REPO, "a4_generative", {"name": "no_notebook"})
+    with pytest.raises(ValueError, match="is not in release"):
+        notebook_of(REPO, "a4_generative", {"name": "typo", "notebook": "gan.ipynb"})
