@@ -7,10 +7,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 ASSIGNMENTS := $(notdir $(patsubst %/,%,$(dir $(wildcard source/*/*.ipynb))))
 # The sample submissions `make grade-samples` grades, per assignment (all of them: grader_tests).
-GRADED := a1_mlp a2_cnn a3_seq2seq
+GRADED := a1_mlp a2_cnn a3_seq2seq a4_generative
 SAMPLES_a1_mlp ?= reference untouched alternative_loops noisy_but_correct adam_no_bias_correction relu_grad_mask_inverted linear_classifier_only
 SAMPLES_a2_cnn ?= reference untouched alternative_architecture no_zero_grad missing_checkpoint linear_classifier_baseline
 SAMPLES_a3_seq2seq ?= reference untouched alternative_lstm_luong attention_ignores_mask decoder_never_stops vocab_mismatch_checkpoint no_attention_baseline
+# A4: each sample submits one of the two notebooks (dcgan_* or vit_*).
+SAMPLES_a4_generative ?= dcgan_reference dcgan_untouched dcgan_alternative dcgan_mode_collapse_single_digit dcgan_generator_loss_saturating \
+	vit_reference vit_untouched vit_alternative vit_no_position_embedding vit_attention_no_scaling
 
 # Use the offline mirror beside the checkout when there is one (CI, course servers).
 ifneq ($(wildcard ../shared/data/SHA256SUMS),)

@@ -261,9 +261,12 @@ def generate(G: nn.Module, n: int = 5000, seed: int = 0, batch_size: int = 1000)
     return torch.cat([_forward(G, z[i:i + batch_size]) for i in range(0, n, batch_size)])
 
 
-# The calibrated bars (see grader_tests/test_generative_checks.py and README's reference runs).
-FID_BAR = 12.0
-CLASS_FRACTION_BAR = 0.03   # every digit must be at least 3 % of the samples (uniform: 10 %)
+# The calibrated bars (grader_tests/test_generative_checks.py, test_thresholds.py; README's reference runs).
+# Judge's Frechet distances, 5,000 images: real training digits 3; the reference 48.5; real digits blurred by a 3x3
+# box 341, by a 5x5 box 948; an untrained generator about 1,600; uniform noise 1,940; threes only 990.
+FID_BAR = 100.0
+FID_BAR_MARGIN = 70.0       # the reference must be at most this (test_thresholds.py)
+CLASS_FRACTION_BAR = 0.03   # every digit must be at least 3 % of the samples (uniform: 10 %; the reference: 5.4 % or more)
 SAMPLES = 5000
 
 
@@ -283,7 +286,7 @@ def assert_sample_quality(G: nn.Module, fid_bar: float = FID_BAR, class_bar: flo
     print(f"digits the judge sees: {fractions}")
     assert stats.fid <= fid_bar, (
         f"the samples are at Frechet distance {stats.fid:.2f} from MNIST test digits in the judge's feature space; "
-        f"it must be at most {fid_bar:g} (real training digits: about 2)")
+        f"it must be at most {fid_bar:g} (real training digits: about 3)")
     rare = [d for d, f in enumerate(stats.class_fractions) if f < class_bar]
     assert not rare, (f"digits {rare} are each under {class_bar:.0%} of the samples: the generator covers "
                       f"{stats.covered(class_bar)} of 10 classes (mode collapse?)")
