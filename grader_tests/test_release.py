@@ -11,7 +11,7 @@ from traitlets.config.loader import PyFileConfigLoader
 
 from conftest import REPO, make_course, nbgrader
 
-ASSIGNMENTS = sorted(p.parent.name for p in (REPO / "source").glob("*/*.ipynb"))
+ASSIGNMENTS = sorted({p.parent.name for p in (REPO / "source").glob("*/*.ipynb")})  # A4 has two notebooks
 MARKERS = re.compile(r"BEGIN SOLUTION|END SOLUTION|BEGIN HIDDEN TESTS|END HIDDEN TESTS")
 STUDENT_FILE_TYPES = {".ipynb", ".md", ".png", ".jpg", ".svg", ".txt", ".csv"}
 STUDENT_FILES = {"nbgrader_config.py"}  # sets the cell timeout for a student's own `nbgrader validate`
