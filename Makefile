@@ -5,7 +5,7 @@ SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
-ASSIGNMENTS := $(notdir $(patsubst %/,%,$(dir $(wildcard source/*/*.ipynb))))
+ASSIGNMENTS := $(sort $(notdir $(patsubst %/,%,$(dir $(wildcard source/*/*.ipynb)))))
 # The sample submissions `make grade-samples` grades, per assignment (all of them: grader_tests).
 GRADED := a1_mlp a2_cnn a3_seq2seq a4_generative
 SAMPLES_a1_mlp ?= reference untouched alternative_loops noisy_but_correct adam_no_bias_correction relu_grad_mask_inverted linear_classifier_only
