@@ -4,11 +4,13 @@ Run every nbgrader command from the repository root, with the course's venv:
     .venv/bin/nbgrader generate_assignment a1_mlp
     .venv/bin/nbgrader autograde a1_mlp
     .venv/bin/nbgrader generate_feedback a1_mlp
+
+Under autograde every notebook runs in its own bubblewrap sandbox (da6401.sandbox), and its test cells run in
+the trusted grader, outside it (da6401.grader): the student's code computes, the grader decides.
 """
 from nbgrader.preprocessors import (
     AssignLatePenalties,
     CheckCellMetadata,
-    Execute,
     GetGrades,
     IgnorePattern,
     LimitOutput,
@@ -16,7 +18,8 @@ from nbgrader.preprocessors import (
 )
 from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor
 
-from da6401.nbgrader_ext import BestNotebookExportPlugin, DemoteStderr, HideHiddenTests
+from da6401.nbgrader_ext import BestNotebookExportPlugin, HideHiddenTests, SandboxedExecute
+from da6401.sandbox import Sandbox
 
 c = get_config()  # noqa: F821 - provided by nbgrader when it loads this file
 
@@ -35,10 +38,9 @@ c.CourseDirectory.ignore = [
 c.Execute.timeout = 600
 c.Execute.interrupt_on_timeout = True
 
-# Stock pipeline, plus DemoteStderr between execution and scoring (see its docstring).
+# The stock pipeline, with the sandboxed, trusted executor in place of nbgrader's Execute.
 c.Autograde.autograde_preprocessors = [
-    Execute,
-    DemoteStderr,
+    SandboxedExecute,
     IgnorePattern,
     ClearMetadataPreprocessor,
     LimitOutput,
@@ -46,6 +48,12 @@ c.Autograde.autograde_preprocessors = [
     AssignLatePenalties,
     CheckCellMetadata,
 ]
+# Fail closed before anything is copied: no bubblewrap, no grading (the message says what to do).
+c.Autograde.pre_convert_hook = lambda **kw: Sandbox().probe()
+
+# The sandbox and its limits (defaults suit the course on 2 cores: da6401/sandbox/limits.py). Per assignment:
+# c.SandboxLimits.per_assignment = {"a2_cnn": {"notebook_seconds": 1200}}
+# Only for notebooks you trust: c.Sandbox.run_unsandboxed = True
 
 # Feedback shows each test cell's report but not the hidden tests' code.
 c.GenerateFeedback.preprocessors = [HideHiddenTests, GetGrades, CSSHTMLHeaderPreprocessor]

@@ -49,8 +49,8 @@ METRICS = {
 # (The DCGAN notebook has no MNIST judge; that is an instructor-only asset.)
 PROBES = {
     "a4_generative": "if 'Generator' in globals():\n"
-                     "    from da6401.grading.generative import generate\n"
-                     "    from da6401.grading.judge import judge_samples\n"
+                     "    from da6401.grader.generative import generate\n"
+                     "    from da6401.grader.judge import judge_samples\n"
                      "    _stats = judge_samples(generate(G))\n"
                      "    dcgan_fid, dcgan_coverage = _stats.fid, _stats.covered(0.03)\n"
                      "    print(_stats)\n",

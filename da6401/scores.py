@@ -76,22 +76,49 @@ def deleted_test_cells(course: Path, assignment: str) -> dict[str, list[str]]:
     return deleted
 
 
-def format_table(table: dict[str, dict[str, tuple[float | None, float]]]) -> str:
-    """One row per student, one column per graded cell, then the autograded total.
+def faults(course: Path, assignment: str) -> dict[str, list[str]]:
+    """Why autograde stopped a notebook early (a limit, a kernel that died), from the autograded notebooks.
 
-    A cell of a notebook the student did not submit (A4 offers two) shows as "-".
+    Returns:
+        {student_id: ["<notebook>: <reason> in cell <name>", ...]} for the submissions that hit a fault.
+    """
+    import nbformat
+
+    from da6401.nbgrader_ext.execute import FAULT_NAME
+
+    found: dict[str, list[str]] = {}
+    for path in sorted((course / "autograded").glob(f"*/{assignment}/*.ipynb")):
+        try:
+            nb = nbformat.read(path, as_version=4)
+        except Exception:  # unreadable: unscored() names it
+            continue
+        for cell in nb.cells:
+            for output in cell.get("outputs", []):
+                if output.get("output_type") == "error" and output.get("ename") == FAULT_NAME:
+                    name = cell.metadata.get("nbgrader", {}).get("grade_id", "a cell")
+                    reason = output.get("evalue", "").split(" in this cell")[0]
+                    found.setdefault(path.parent.parent.name, []).append(f"{path.stem}: {reason} in cell {name}")
+    return found
+
+
+def format_table(table: dict[str, dict[str, tuple[float | None, float]]]) -> str:
+    """One row per student, one column per graded cell, then the total as the feedback page shows it.
+
+    The total counts a written answer still to be graded by a TA (shown "TA") as 0 of its points, as nbgrader's
+    feedback does; "to grade" says how many points that leaves open. A cell of a notebook the student did not
+    submit (A4 offers two) shows as "-".
     """
     if not table:
         return "(no autograded submissions)"
     cells = list(dict.fromkeys(c for row in table.values() for c in row))
-    header = ["student"] + [c.removeprefix("test_") for c in cells] + ["auto total"]
+    header = ["student"] + [c.removeprefix("test_") for c in cells] + ["total", "to grade"]
     rows = []
     for student, row in sorted(table.items()):
-        auto = [s for s, _ in row.values() if s is not None]
-        auto_max = sum(m for s, m in row.values() if s is not None)
+        scored = sum(s for s, _ in row.values() if s is not None)
+        pending = sum(m for s, m in row.values() if s is None)
         rows.append([student] + ["-" if c not in row else "TA" if row[c][0] is None else f"{row[c][0]:g}" for c in cells]
-                    + [f"{sum(auto):g}/{auto_max:g}"])
-    maxima = ["(max)"] + [f"{next(row[c][1] for row in table.values() if c in row):g}" for c in cells] + [""]
+                    + [f"{scored:g}/{sum(m for _, m in row.values()):g}", f"{pending:g}" if pending else ""])
+    maxima = ["(max)"] + [f"{next(row[c][1] for row in table.values() if c in row):g}" for c in cells] + ["", ""]
     widths = [max(len(r[i]) for r in [header, maxima] + rows) for i in range(len(header))]
     fmt = lambda r: "  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(r, widths)))
     return "\n".join(fmt(r) for r in [header, maxima] + rows)
@@ -110,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
         print(format_table({k: v for k, v in table.items() if k not in problems}))
         for student, reason in problems.items():
             print(f"{student}: {reason}")
+        for student, reasons in faults(args.course.resolve(), args.assignment).items():
+            print(f"{student}: stopped early, so the test cells after it scored 0: {'; '.join(reasons)}")
         for student, cells in deleted_test_cells(args.course.resolve(), args.assignment).items():
             if student not in problems:
                 print(f"{student}: test cells missing from the notebook (deleted?), left for a TA by nbgrader: "

@@ -39,13 +39,95 @@ def nbgrader(course: Path, *args: str, timeout: int = 3600, threads: int | None 
     return done
 
 
-def make_course(path: Path) -> Path:
-    """A course directory at ``path`` with this repo's config, source/ and committed release/."""
+# The test courses' extra configuration: tighter limits for A1, whose attack samples hit them on purpose (an
+# honest A1 notebook takes about 10 s under autograde, 30 s with the other core busy).
+TEST_LIMITS = """
+c.SandboxLimits.per_assignment = {"a1_mlp": {"notebook_seconds": 120, "memory_bytes": 3 * 2**30}}
+"""
+
+
+def make_course(path: Path, config: str | None = None) -> Path:
+    """A course directory at ``path`` with this repo's config (or ``config``), source/ and committed release/."""
     path.mkdir(parents=True, exist_ok=True)
-    shutil.copy(REPO / "nbgrader_config.py", path)
+    (path / "nbgrader_config.py").write_text(config or (REPO / "nbgrader_config.py").read_text() + TEST_LIMITS)
     for folder in ("source", "release"):
         shutil.copytree(REPO / folder, path / folder, ignore=shutil.ignore_patterns("README.md"))
     return path
+
+
+def tree_digest(*roots: Path, skip: tuple[str, ...] = ()) -> dict[str, str]:
+    """{relative path: sha256} of every file under ``roots`` (names in ``skip`` left out), to prove nothing changed."""
+    import hashlib
+
+    digests = {}
+    for root in roots:
+        for path in sorted(root.rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts and not any(part in skip for part in path.parts):
+                digests[str(path)] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return digests
+
+
+class Listener:
+    """TCP listeners on 127.0.0.1 ports that attack submissions try to reach; records every connection."""
+
+    PORTS = range(47000, 47012)
+
+    def __init__(self):
+        import socket
+        import threading
+
+        self.connections: list[tuple[int, bytes]] = []
+        self.sockets = []
+        for port in self.PORTS:
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            sock.listen(16)
+            sock.settimeout(0.5)
+            self.sockets.append(sock)
+        self.running = True
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self):
+        import socket
+
+        while self.running:
+            for sock in self.sockets:
+                try:
+                    conn, _ = sock.accept()
+                except (socket.timeout, OSError):
+                    continue
+                conn.settimeout(1)
+                try:
+                    data = conn.recv(1024)
+                except OSError:
+                    data = b""
+                self.connections.append((sock.getsockname()[1], data))
+                conn.close()
+
+    def close(self):
+        self.running = False
+        self.thread.join(timeout=5)
+        for sock in self.sockets:
+            sock.close()
+
+
+def processes_with(marker: str) -> list[str]:
+    """Command lines of the processes on this machine that contain ``marker`` (leftovers of a submission)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if marker in cmdline and str(os.getpid()) != proc.name and "processes_with" not in cmdline:
+                found.append(f"{proc.name}: {cmdline}")
+    return found
 
 
 @pytest.fixture(scope="session")
@@ -84,8 +166,21 @@ def autograded(tmp_path_factory, needs_data):
     def grade(assignment: str, course: Path):
         nbgrader(course, "generate_assignment", assignment, "--force")  # records cells and points in the gradebook
         assemble(assignment, None, course)
-        nbgrader(course, "autograde", assignment, "--force", threads=1)
+        watched = (course / "source", course / "release", course / "nbgrader_config.py", REPO / "da6401")
+        before = tree_digest(*[p for p in watched if p.is_dir()]), (course / "nbgrader_config.py").read_bytes()
+        submitted_before = tree_digest(course / "submitted")
+        listener = Listener() if assignment == "a1_mlp" else None
+        try:
+            nbgrader(course, "autograde", assignment, "--force", threads=1)
+        finally:
+            if listener is not None:
+                listener.close()
+        after = tree_digest(*[p for p in watched if p.is_dir()]), (course / "nbgrader_config.py").read_bytes()
         nbgrader(course, "generate_feedback", assignment, "--force")
+        course_record = {"unchanged": before == after, "changed": sorted(set(before[0].items()) ^ set(after[0].items())),
+                         "submitted_unchanged": submitted_before == tree_digest(course / "submitted"),
+                         "connections": listener.connections if listener else []}
+        (course / "watch.json").write_text(__import__("json").dumps(course_record, default=str))
         return course, cell_scores(course, assignment)
 
     def result(assignment: str):

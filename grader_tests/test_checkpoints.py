@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 import pytest
 
-from da6401.grading.checkpoints import (CheckpointError, assert_parameter_budget, count_parameters, load_into,
+from da6401.student.checkpoints import (CheckpointError, assert_parameter_budget, count_parameters, load_into,
                                         load_state_dict, read_checkpoint, save_weights)
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from da6401.data import load_cifar10
-from da6401.grading import cifar
+from da6401.grader import cifar
 
 
 @pytest.fixture(scope="module")

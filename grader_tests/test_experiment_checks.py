@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from da6401.grading.experiments import check_results, load_results
+from da6401.grader.experiments import check_results, load_results
 
 GROUPS = {"optimizers": ["sgd", "adam"], "regularisation": ["none", "dropout"]}
 

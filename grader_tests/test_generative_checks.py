@@ -7,8 +7,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from da6401.grading.checkpoints import save_weights
-from da6401.grading.generative import (FID_BAR, assert_sample_quality, check_d_step,
+from da6401.student.checkpoints import save_weights
+from da6401.grader.generative import (FID_BAR, assert_sample_quality, check_d_step,
                                        check_discriminator, check_discriminator_loss, check_generator,
                                        check_generator_loss, check_g_step, load_generator)
 
@@ -239,7 +239,7 @@ class Replay(nn.Module):
 
 @pytest.fixture(scope="module")
 def mnist_train(needs_data):
-    from da6401.grading.judge import mnist_as_gan_images
+    from da6401.grader.judge import mnist_as_gan_images
 
     return mnist_as_gan_images("train")
 
@@ -273,7 +273,7 @@ def test_weak_image_sets_fail_the_quality_bar(mnist_train, weak):
 
 def test_a_generator_checkpoint_loads_into_its_class(tmp_path):
     """Does load_generator restore a saved generator (fp16 on disk) and refuse one saved from another design?"""
-    from da6401.grading.checkpoints import CheckpointError
+    from da6401.student.checkpoints import CheckpointError
 
     torch.manual_seed(0)
     G = Generator()

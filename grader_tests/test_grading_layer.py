@@ -7,9 +7,9 @@ import pytest
 from nbclient import NotebookClient
 from nbgrader import utils
 
-from da6401.grading import assert_close, assert_shape, numerical_gradient, rel_error, report_gradient_check
-from da6401.grading.oracles import check_optimizer_against_torch, torch_grads
-from da6401.nbgrader_ext import DemoteStderr, HideHiddenTests
+from da6401.student import assert_close, assert_shape, numerical_gradient, rel_error, report_gradient_check
+from da6401.grader.oracles import check_optimizer_against_torch, torch_grads
+from da6401.nbgrader_ext import HideHiddenTests
 
 
 def test_rel_error_is_zero_for_equal_and_inf_for_nan():
@@ -98,7 +98,7 @@ def executed_cells():
     """A notebook of %%tests cells run in a real kernel, as nbgrader runs them."""
     nb = nbformat.v4.new_notebook()
     nb.cells = [
-        nbformat.v4.new_code_cell("%load_ext da6401.grading\nimport numpy as np, sys, warnings\ntest_images = [1, 2]"),
+        nbformat.v4.new_code_cell("%load_ext da6401.student\nimport numpy as np, sys, warnings\ntest_images = [1, 2]"),
         _graded("%%tests\ndef test_passes():\n    warnings.warn('noisy')\n    print('to stderr', file=sys.stderr)\n"
                 "    assert 1 + 1 == 2\nprint('cell body on stderr', file=sys.stderr)", "passing"),
         _graded("%%tests\nx = 3\ndef test_fails():\n    assert x + 1 == 5\ndef test_ok():\n    assert True", "failing"),
@@ -106,9 +106,13 @@ def executed_cells():
         _graded("%%tests\ndef test_only_this_one():\n    assert True", "after_broken"),
         _graded("%%tests\nvalue = 1", "no_tests"),
         _graded("%%tests\ndef test_student_data_named_test_survives():\n    assert test_images == [1, 2]", "data_kept"),
+        _graded("%%tests\ntest_images = None\ndef test_sees_its_own_binding():\n    assert test_images is None", "rebinds"),
+        nbformat.v4.new_code_cell("print('after:', test_images)"),
     ]
     NotebookClient(nb, timeout=120, allow_errors=True, kernel_name="python3").execute()
-    return {c.metadata["nbgrader"]["grade_id"]: c for c in nb.cells[1:]}
+    cells = {c.metadata["nbgrader"]["grade_id"]: c for c in nb.cells[1:] if "nbgrader" in c.metadata}
+    cells["last"] = nb.cells[-1]
+    return cells
 
 
 def _text(cell) -> str:
@@ -119,15 +123,15 @@ def test_tests_magic_passes_a_passing_cell_despite_stderr(executed_cells):
     """Does a passing %%tests cell score full marks even when it writes to stderr?"""
     cell = executed_cells["passing"]
     assert utils.determine_grade(cell) == (1, 1), _text(cell)
-    assert "1 passed" in _text(cell)
+    assert "PASS  test_passes" in _text(cell) and "1 of 1 tests passed" in _text(cell)
 
 
 def test_tests_magic_fails_the_cell_and_shows_the_values(executed_cells):
     """Does a failing assert score 0 and show the compared values in a pytest report?"""
     cell = executed_cells["failing"]
     assert utils.determine_grade(cell) == (0, 1)
-    assert "assert (3 + 1) == 5" in _text(cell) and "1 failed, 1 passed" in _text(cell)
-    assert "1 of 2 tests failed" in _text(cell) and "test_fails: assert (3 + 1) == 5" in _text(cell)
+    assert "FAIL  test_fails" in _text(cell) and "assert (3 + 1) == 5" in _text(cell)
+    assert "1 of 2 tests passed" in _text(cell) and "test_fails: assert (3 + 1) == 5" in _text(cell)
 
 
 def test_one_broken_cell_does_not_cost_the_next_cell_its_points(executed_cells):
@@ -135,7 +139,7 @@ def test_one_broken_cell_does_not_cost_the_next_cell_its_points(executed_cells):
     assert utils.determine_grade(executed_cells["broken"]) == (0, 1)
     after = executed_cells["after_broken"]
     assert utils.determine_grade(after) == (1, 1), _text(after)
-    assert "1 passed" in _text(after)
+    assert "1 of 1 tests passed" in _text(after) and "test_left_behind" not in _text(after)
 
 
 def test_a_test_cell_without_tests_fails(executed_cells):
@@ -151,27 +155,10 @@ def test_test_cells_keep_student_variables_named_test(executed_cells):
     assert utils.determine_grade(cell) == (1, 1), _text(cell)
 
 
-def test_demote_stderr_turns_stderr_into_stdout_in_graded_cells_only():
-    """Does DemoteStderr keep a graded cell's points and leave ungraded cells as they were?"""
-    stderr = nbformat.v4.new_output("stream", name="stderr", text="UserWarning: x\nmore\n")
-    graded = _graded("pass", "g")
-    graded.outputs = [stderr]
-    plain = nbformat.v4.new_code_cell("pass")
-    plain.outputs = [nbformat.v4.new_output("stream", name="stderr", text="left alone\n")]
-    assert utils.determine_grade(graded) == (0, 1)
-    nb = nbformat.v4.new_notebook(cells=[graded, plain])
-    DemoteStderr().preprocess(nb, {})
-    assert utils.determine_grade(graded) == (1, 1)
-    assert graded.outputs[0].text == "[stderr] UserWarning: x\n[stderr] more\n"
-    assert plain.outputs[0].name == "stderr"
-
-
-def test_demote_stderr_keeps_errors_failing():
-    """Does a graded cell that raised still score 0 after DemoteStderr?"""
-    cell = _graded("raise ValueError", "g")
-    cell.outputs = [nbformat.v4.new_output("error", ename="ValueError", evalue="", traceback=[])]
-    DemoteStderr().preprocess(nbformat.v4.new_notebook(cells=[cell]), {})
-    assert utils.determine_grade(cell) == (0, 1)
+def test_a_test_cell_cannot_change_the_notebooks_variables(executed_cells):
+    """Does a name a test cell binds stay in the test cell, leaving the notebook's variable as it was?"""
+    assert utils.determine_grade(executed_cells["rebinds"]) == (1, 1), _text(executed_cells["rebinds"])
+    assert "after: [1, 2]" in _text(executed_cells["last"])
 
 
 def test_hide_hidden_tests_replaces_the_region_and_keeps_the_report():

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from da6401.grading.models import accuracy, assert_accuracy, check_classifier
+from da6401.grader.models import accuracy, assert_accuracy, check_classifier
 
 
 def tiny_cnn() -> nn.Module:
@@ -24,7 +24,7 @@ def test_conforming_cnn_passes_and_comes_back_in_eval_mode():
     (lambda: nn.Sequential(nn.Flatten(), nn.Linear(192, 10)), 10_000, "has no Conv2d layer"),
     (lambda: nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten()), 10_000, r"gave logits of shape \(3, 144\)"),
     (lambda: nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.Linear(4, 10)), 10_000,
-     r"failed on a batch of shape \(3, 3, 8, 8\): RuntimeError"),
+     r"on a batch of shape \(3, 3, 8, 8\) raised RuntimeError"),
 ])
 def test_nonconforming_models_are_named(make_model, budget, message):
     """Are an over-budget model, a model without convolutions, wrong logits and a crashing forward each named?"""

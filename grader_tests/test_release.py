@@ -85,11 +85,16 @@ def test_nbgrader_config_loads_and_enables_course_preprocessors():
 
     nbgrader logs a broken config file and carries on with its defaults, so only a test notices.
     """
-    from da6401.nbgrader_ext import DemoteStderr, HideHiddenTests
+    from nbgrader.preprocessors import Execute
+
+    from da6401.nbgrader_ext import HideHiddenTests, SandboxedExecute
 
     config = PyFileConfigLoader("nbgrader_config.py", path=str(REPO)).load_config()
     assert config.CourseDirectory.course_id == "da6401"
-    assert DemoteStderr in config.Autograde.autograde_preprocessors
+    assert SandboxedExecute in config.Autograde.autograde_preprocessors
+    assert Execute not in config.Autograde.autograde_preprocessors, "stock Execute would run notebooks unsandboxed"
+    assert not config.Sandbox.get("run_unsandboxed", False), "the course configuration must not switch the sandbox off"
+    assert config.SandboxedExecute.get("test_cells", "grader") == "grader"
     assert HideHiddenTests in config.GenerateFeedback.preprocessors
     assert config.Execute.timeout >= 300, "a cold `import torch` or a training cell outlasts nbgrader's 30 s default"
 

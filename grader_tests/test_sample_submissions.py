@@ -6,6 +6,7 @@ One `nbgrader autograde` per assignment grades them all, in a temporary course.
 """
 from __future__ import annotations
 
+import itertools
 import re
 import tomllib
 
@@ -29,6 +30,18 @@ def graded_cells(assignment: str, name: str) -> dict[str, float]:
     return cells
 
 
+def partial_points(assignment: str, name: str) -> dict[str, list[float]]:
+    """{grade_id: [points of each test]} of the test cells that give partial credit (every test has @points)."""
+    path = REPO / "source" / assignment / notebook_of(REPO, assignment, load_spec(assignment, name))
+    partial = {}
+    for cell in nbformat.read(path, as_version=4).cells:
+        meta = cell.metadata.get("nbgrader", {})
+        tests = re.findall(r"^(@points\(([0-9.]+)\)\n)?def test_", cell.source, flags=re.M)
+        if cell.cell_type == "code" and meta.get("grade") and tests and all(marker for marker, _ in tests):
+            partial[meta["grade_id"]] = [float(p) for _, p in tests]
+    return partial
+
+
 def expected_scores(assignment: str, name: str) -> dict[str, float]:
     """{grade_id: expected points} from the submission's expected.toml."""
     expected = tomllib.loads((SPECS / assignment / name / "expected.toml").read_text())
@@ -41,16 +54,21 @@ def expected_scores(assignment: str, name: str) -> dict[str, float]:
 
 @pytest.mark.parametrize("assignment,name", CASES)
 def test_sample_submission_spec_is_valid(tmp_path, assignment, name):
-    """Do the submission's edits still apply, and does expected.toml name real cells with all-or-nothing losses?"""
+    """Do the submission's edits still apply, and does expected.toml name real cells with losses they can give
+    (a cell's points, or for a cell with partial credit the points of some of its tests)?"""
     spec = load_spec(assignment, name)
     assert spec.get("description"), "say in one sentence what this submission gets wrong"
     build_notebook(REPO, assignment, spec, notebook_of(REPO, assignment, spec))  # raises when an edit no longer applies
     expected = tomllib.loads((SPECS / assignment / name / "expected.toml").read_text())
-    cells = graded_cells(assignment, name)
+    cells, partial = graded_cells(assignment, name), partial_points(assignment, name)
     if expected.get("lost") != "all":
         for cell, points in expected.get("lost", {}).items():
             assert cell in cells, f"expected.toml names {cell!r}, not a test cell of {assignment}"
-            assert points == cells[cell], f"{cell} is all-or-nothing: it loses {cells[cell]} points, not {points}"
+            if cell in partial:
+                sums = {sum(c) for k in range(len(partial[cell]) + 1) for c in itertools.combinations(partial[cell], k)}
+                assert points in sums, f"{cell} gives points per test {partial[cell]}: {points} is no sum of them"
+            else:
+                assert points == cells[cell], f"{cell} is all-or-nothing: it loses {cells[cell]} points, not {points}"
 
 
 @pytest.mark.slow

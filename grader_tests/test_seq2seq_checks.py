@@ -9,8 +9,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from da6401.grading.checkpoints import CheckpointError, save_weights
-from da6401.grading.seq2seq import (check_attention, check_bleu, check_greedy_decode, check_model_shapes,
+from da6401.student.checkpoints import CheckpointError, save_weights
+from da6401.grader.seq2seq import (check_attention, check_bleu, check_greedy_decode, check_model_shapes,
                                     check_pad_batch, check_teacher_forcing_loss, check_vocab, load_translator,
                                     translate)
 from da6401.text import EOS, PAD, SOS, SPECIALS, detokenise, tokenise

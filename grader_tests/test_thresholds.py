@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import nbformat
 import pytest
 
-from da6401.grading.generative import FID_BAR, FID_BAR_MARGIN
+from da6401.grader.generative import FID_BAR, FID_BAR_MARGIN
 
 pytestmark = pytest.mark.slow
 

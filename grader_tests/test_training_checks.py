@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from da6401.grading.training import check_evaluate, check_gradients_do_not_accumulate, check_loss_falls
+from da6401.grader.training import check_evaluate, check_gradients_do_not_accumulate, check_loss_falls
 
 
 def make_model() -> torch.nn.Module:

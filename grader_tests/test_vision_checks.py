@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from da6401.grading.vision import check_channel_stats, check_normalise, check_random_crop, check_random_flip
+from da6401.grader.vision import check_channel_stats, check_normalise, check_random_crop, check_random_flip
 
 
 def flip(x, g):

@@ -8,8 +8,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from da6401.grading.checkpoints import CheckpointError, save_weights
-from da6401.grading.vit import (assert_checkpoint_accuracy, check_attention, check_attention_grid, check_block,
+from da6401.student.checkpoints import CheckpointError, save_weights
+from da6401.grader.vit import (assert_checkpoint_accuracy, check_attention, check_attention_grid, check_block,
                                 check_multi_head, check_patchify, check_vit, contract_parts, reference_attention,
                                 reference_patchify)
 
@@ -331,7 +331,7 @@ def test_checkpoint_accuracy_messages(tmp_path, monkeypatch):
     the second measurement with the contract's parts rescue a model whose only fault is a broken function?"""
     g = torch.Generator().manual_seed(0)
     x = torch.randn(64, 3, 32, 32, generator=g)
-    monkeypatch.setattr("da6401.grading.vit.normalised_test_set", lambda: (x, torch.zeros(64, dtype=torch.long)))
+    monkeypatch.setattr("da6401.grader.vit.normalised_test_set", lambda: (x, torch.zeros(64, dtype=torch.long)))
     with pytest.raises(CheckpointError, match="no checkpoint"):
         assert_checkpoint_accuracy(ViT, tmp_path / "vit_cifar10.pt", bar=0.6, budget=1_000_000)
 
@@ -348,6 +348,6 @@ def test_checkpoint_accuracy_messages(tmp_path, monkeypatch):
         assert_checkpoint_accuracy(Constant, tmp_path / "vit_cifar10.pt", 0.6, 1_000_000)
     assert assert_checkpoint_accuracy(Constant, tmp_path / "vit_cifar10.pt", 0.6, 1_000_000, NB) == 1.0
     assert NB["patchify"] is patchify_column_major
-    monkeypatch.setattr("da6401.grading.vit.normalised_test_set", lambda: (x, torch.ones(64, dtype=torch.long)))
+    monkeypatch.setattr("da6401.grader.vit.normalised_test_set", lambda: (x, torch.ones(64, dtype=torch.long)))
     with pytest.raises(AssertionError, match="at least 0.60"):
         assert_checkpoint_accuracy(Constant, tmp_path / "vit_cifar10.pt", 0.6, 1_000_000, NB)

@@ -12,9 +12,9 @@ checksum-verified and moved into place atomically, so a present file is a comple
     >>> images, labels = load_mnist("train")   # uint8 (60000, 28, 28), int64 (60000,)
 """
 from .cifar10 import CIFAR10_CLASSES, load_cifar10
-from .fetch import ChecksumError, DatasetMissingError, data_root, fetch, mirror_root
+from .fetch import ChecksumError, DatasetMissingError, DatasetWithheldError, data_root, fetch, mirror_root
 from .mnist import load_mnist, read_idx
 from .multi30k import load_multi30k
 
-__all__ = ["data_root", "mirror_root", "fetch", "ChecksumError", "DatasetMissingError",
+__all__ = ["data_root", "mirror_root", "fetch", "ChecksumError", "DatasetMissingError", "DatasetWithheldError",
            "load_mnist", "read_idx", "load_cifar10", "CIFAR10_CLASSES", "load_multi30k"]

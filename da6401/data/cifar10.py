@@ -4,7 +4,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .fetch import fetch
+from .fetch import check_not_withheld, fetch
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
                    "dog", "frog", "horse", "ship", "truck")
@@ -23,10 +23,11 @@ def load_cifar10(split: str = "train", root: Path | str | None = None) -> tuple[
         labels: int64 (N,), indices into CIFAR10_CLASSES.
     Raises:
         ValueError: unknown split.
-        DatasetMissingError, ChecksumError: see fetch().
+        DatasetMissingError, ChecksumError: see fetch(); DatasetWithheldError while graded, for a test split.
     """
     if split not in ("train", "test"):
         raise ValueError(f"unknown CIFAR-10 split {split!r}; expected 'train' or 'test'")
+    check_not_withheld("cifar10", split)
     folder = fetch("cifar10", root) / "cifar-10-batches-py"
     names = [f"data_batch_{i}" for i in range(1, 6)] if split == "train" else ["test_batch"]
     rows, labels = [], []

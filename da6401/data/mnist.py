@@ -4,7 +4,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .fetch import dataset_file, fetch
+from .fetch import check_not_withheld, dataset_file, fetch
 
 # IDX type byte -> numpy dtype (multi-byte types are big-endian)
 _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
@@ -50,10 +50,11 @@ def load_mnist(split: str = "train", root: Path | str | None = None) -> tuple[np
         labels: int64 (N,), digits 0..9.
     Raises:
         ValueError: unknown split, bad IDX header, or image and label counts that disagree.
-        DatasetMissingError, ChecksumError: see fetch().
+        DatasetMissingError, ChecksumError: see fetch(); DatasetWithheldError while graded, for a test split.
     """
     if split not in ("train", "test"):
         raise ValueError(f"unknown MNIST split {split!r}; expected 'train' or 'test'")
+    check_not_withheld("mnist", split)
     folder = fetch("mnist", root)
     prefix = "train" if split == "train" else "t10k"
     images_path = dataset_file(folder, f"{prefix}-images-idx3-ubyte")

@@ -22,8 +22,9 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from da6401.grading.checkpoints import CheckpointError, load_into, read_checkpoint
-from da6401.grading.checks import call_student
+from da6401.grader.checkpoints import CheckpointError, load_into, read_checkpoint
+from da6401.grader.checks import call_student
+from da6401.student.objects import is_instance, kernel_of, run_beside, type_name
 from da6401.text import EOS, PAD, SOS, SPECIALS, detokenise, tokenise
 
 BLEU_TOLERANCE = 0.01  # BLEU points; the student's BLEU and sacreBLEU agree to float rounding when both are right
@@ -90,10 +91,10 @@ def _batch(gen: torch.Generator, vocab_size: int, lengths: list[int], sos_eos: b
 
 def _fresh(make_model: Callable, src_vocab: int, tgt_vocab: int, seed: int) -> torch.nn.Module:
     """The student's model, freshly initialised from ``seed``, in eval mode with dropout off."""
-    torch.manual_seed(seed)
+    kernel_of(make_model).module("torch").manual_seed(seed)
     model = call_student(f"make_model({src_vocab}, {tgt_vocab})", make_model, src_vocab, tgt_vocab)
     for module in model.modules():
-        if isinstance(module, torch.nn.Dropout):
+        if is_instance(module, torch.nn.modules.dropout._DropoutNd):
             module.p = 0.0
     return model.eval()
 
@@ -157,6 +158,15 @@ def _oracle_loss(model, src, src_len, tgt) -> torch.Tensor:
     return F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), tgt[:, 1:].reshape(-1), ignore_index=PAD)
 
 
+def _sharpen(model, src, src_len, tgt, steps: int = 15, lr: float = 3e-3) -> None:
+    """Adam steps on the oracle's loss: make an untrained model's predictions on this batch confident."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    for _ in range(steps):
+        optimizer.zero_grad()
+        _oracle_loss(model, src, src_len, tgt).backward()
+        optimizer.step()
+
+
 def check_teacher_forcing_loss(translation_loss: Callable, make_model: Callable, seed: int) -> None:
     """Fail unless ``translation_loss(model, src, src_len, tgt)`` equals the oracle's teacher-forced mean
     cross-entropy (inputs SOS y1 .. y_{T-1}, targets y1 .. EOS, PAD ignored) on an unseen batch."""
@@ -166,12 +176,9 @@ def check_teacher_forcing_loss(translation_loss: Callable, make_model: Callable,
     src, src_len = _batch(gen, 53, [7, 3, 5, 9], sos_eos=False)
     tgt, _ = _batch(gen, 47, [6, 10, 4, 8], sos_eos=True)
     # An untrained model predicts nearly uniformly, so any targets give a loss near log(V). A few steps on this
-    # batch (through the oracle) make its predictions sharp, so a shifted or mis-averaged loss differs by a lot.
-    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-    for _ in range(15):
-        optimizer.zero_grad()
-        call_student("model.encode / model.decoder.step", _oracle_loss, model, src, src_len, tgt).backward()
-        optimizer.step()
+    # batch (through the oracle, beside the model: autograd does not cross into the grader) make its predictions
+    # sharp, so a shifted or mis-averaged loss differs by a lot.
+    call_student("model.encode / model.decoder.step", run_beside, model, _sharpen, model, src, src_len, tgt)
     with torch.no_grad():
         expected = _oracle_loss(model, src, src_len, tgt).item()
         got = call_student("translation_loss(model, src, src_len, tgt)", translation_loss, model, src, src_len, tgt)
@@ -183,19 +190,27 @@ def check_teacher_forcing_loss(translation_loss: Callable, make_model: Callable,
 
 
 class _ScriptedDecoder(torch.nn.Module):
-    """A decoder whose argmax at step t for sentence b is script[b][t]; it records what it is fed."""
+    """A decoder whose argmax at step t for sentence b is script[b][t]; it records what it is fed in buffers
+    (buffers come back from the kernel with the model's state)."""
 
-    def __init__(self, script: list[list[int]], vocab_size: int = 20):
+    def __init__(self, script: list[list[int]], vocab_size: int = 20, max_steps: int = 64):
         super().__init__()
-        self.script, self.vocab_size, self.fed = script, vocab_size, []
+        self.script, self.vocab_size = script, vocab_size
+        self.register_buffer("fed", torch.full((max_steps, len(script)), -1, dtype=torch.long))
+        self.register_buffer("steps", torch.zeros((), dtype=torch.long))
 
     def step(self, y_prev, state, memory):
-        self.fed.append(y_prev.clone())
-        t = len(self.fed) - 1
+        t = int(self.steps)
+        if t < len(self.fed):
+            self.fed[t] = y_prev.detach().long().reshape(-1)[:self.fed.shape[1]]
+        self.steps += 1
         logits = torch.zeros(len(self.script), self.vocab_size)
         for b, tokens in enumerate(self.script):
             logits[b, tokens[t] if t < len(tokens) else 4 + (t + b) % (self.vocab_size - 4)] = 5.0
         return logits, state + 1, None
+
+    def fed_steps(self) -> list[torch.Tensor]:
+        return list(self.fed[:min(int(self.steps), len(self.fed))])
 
 
 class _ScriptedModel(torch.nn.Module):
@@ -219,6 +234,7 @@ def check_greedy_decode(greedy_decode: Callable) -> None:
     never = [6, 7, 8, 9, 10, 11, 12, 13, 14]
     model = _ScriptedModel([[5, 6, EOS, 7, 8, 9, 10, 11, 12], never, [EOS, 9, 9, 9, 9, 9, 9, 9, 9]])
     out = call_student("greedy_decode(model, src, src_len, max_len=6)", greedy_decode, model, src, src_len, 6)
+    assert isinstance(out, torch.Tensor), f"greedy_decode must return a tensor of token ids, got {type_name(out)}"
     assert out.dtype == torch.long, f"return token ids as int64, not {out.dtype}"
     assert out.dim() == 2 and out.size(0) == 3, f"expected (B, L) = (3, L), got {tuple(out.shape)}"
     assert out.size(1) <= 6, f"max_len=6 but the output has {out.size(1)} tokens per sentence"
@@ -227,13 +243,13 @@ def check_greedy_decode(greedy_decode: Callable) -> None:
     assert rows[0][:3] == [5, 6, EOS] and all(t == PAD for t in rows[0][3:]), (
         f"after its EOS a sentence must hold only PAD={PAD}: got {rows[0]}, expected [5, 6, {EOS}, {PAD}, ...]")
     assert rows[2][0] == EOS and all(t == PAD for t in rows[2][1:]), f"got {rows[2]} for a sentence that ends at once"
-    fed = model.decoder.fed
-    assert (fed[0] == SOS).all(), f"the first step must be fed SOS={SOS} for every sentence, got {fed[0].tolist()}"
+    fed = model.decoder.fed_steps()
+    assert fed and (fed[0] == SOS).all(), f"the first step must be fed SOS={SOS} for every sentence, got {fed[0].tolist()}"
     assert fed[2][1].item() == 7, "greedy decoding must feed each step its own previous prediction (the argmax)"
 
     model = _ScriptedModel([[5, EOS] + never, [6, 7, EOS] + never])
     out = call_student("greedy_decode(model, src, src_len, max_len=50)", greedy_decode, model, src[:2], src_len[:2], 50)
-    steps = len(model.decoder.fed)
+    steps = int(model.decoder.steps)
     assert steps == 3, f"every sentence had ended after 3 steps, but decoding ran {steps} steps (max_len=50)"
     width = out.size(1)  # 3, or more when the student pads every row to a fixed length
     assert out.tolist() == [[5, EOS] + [PAD] * (width - 2), [6, 7, EOS] + [PAD] * (width - 3)], f"got {out.tolist()}"
@@ -283,30 +299,12 @@ def check_bleu(corpus_bleu: Callable, seed: int) -> None:
 # The trained checkpoint
 # ------------------------------------------------------------------------------------------------------
 def load_translator(make_model: Callable, path) -> tuple[torch.nn.Module, list[str], list[str]]:
-    """Load a checkpoint saved with ``save_weights(model, path, src_itos=..., tgt_itos=...)`` into
-    ``make_model(len(src_itos), len(tgt_itos))``, the student's class.
-
-    Returns:
-        (model in eval mode, src_itos, tgt_itos).
-    Raises:
-        CheckpointError: missing or unreadable file, vocabularies missing or malformed, or weights that do
-            not fit a model built for these vocabularies (saved from another architecture, or with the
-            vocabularies of another run).
-    """
+    """:func:`da6401.student.checkpoints.load_translator` of the submission's file ``path``."""
     __tracebackhide__ = True
-    state, extras = read_checkpoint(path, extras=("src_itos", "tgt_itos"))
-    for name, itos in extras.items():
-        if not (isinstance(itos, list) and all(isinstance(t, str) for t in itos) and itos[:4] == SPECIALS):
-            raise CheckpointError(f"{name} in the checkpoint must be the vocabulary's list of tokens, starting {SPECIALS}")
-    src_itos, tgt_itos = extras["src_itos"], extras["tgt_itos"]
-    model = call_student(f"make_model({len(src_itos)}, {len(tgt_itos)})", make_model, len(src_itos), len(tgt_itos))
-    try:
-        load_into(model, path, state)
-    except CheckpointError as e:
-        raise CheckpointError(f"{e}\n(the model was built for the vocabularies saved in the checkpoint: "
-                              f"{len(src_itos)} source and {len(tgt_itos)} target tokens; were the weights trained "
-                              f"with other vocabularies?)") from None
-    return model, src_itos, tgt_itos
+    from da6401.grader.context import submitted_file
+    from da6401.student.checkpoints import load_translator as load
+
+    return load(make_model, submitted_file(path))
 
 
 @torch.no_grad()
@@ -345,17 +343,46 @@ def translate(model, sentences: list[str], src_itos: list[str], tgt_itos: list[s
     return out
 
 
+# The grader's own seed for the order and the perturbation of the graded test sentences (never shipped).
+GRADED_SEED = 0x5EED_DE01
+
+
+def graded_pairs(split: str = "test_2016_flickr", seed: int = GRADED_SEED) -> list[tuple[str, str]]:
+    """The (German, English) pairs of a Multi30k split as the grader translates them: in an order of its own, and
+    every source changed in one or both of two ways a translator barely notices: its final full stop taken away
+    (or, where it has none, added), and the case of its first letter switched.
+
+    The test set is public, so a notebook could carry a table of its sources and references and hand back the
+    reference (keyed by the source's token ids, or by its position in the split). Neither survives this: the
+    order is the grader's, and no source is the token sequence the table holds. The bars are calibrated on this
+    set (test_thresholds.py).
+    """
+    from da6401.data import load_multi30k
+
+    rng = random.Random(seed)
+    pairs = load_multi30k(split)
+    rng.shuffle(pairs)
+    graded = []
+    for de, en in pairs:
+        change = rng.choice(("stop", "case", "both"))
+        if change in ("stop", "both"):
+            de = de[:-1].rstrip() if de.endswith(".") else de + "."
+        if change in ("case", "both") and de[:1].isalpha():
+            de = de[0].swapcase() + de[1:]
+        graded.append((de, en))
+    return graded
+
+
 def assert_test_bleu(model, src_itos: list[str], tgt_itos: list[str], bar: float, split: str = "test_2016_flickr") -> float:
-    """Translate a Multi30k split greedily, print the detokenised sacreBLEU and its signature, fail below ``bar``.
+    """Translate the grader's version of a Multi30k split (:func:`graded_pairs`) greedily, print the detokenised
+    sacreBLEU and its signature, fail below ``bar``.
 
     Returns: the BLEU score (0-100).
     """
     __tracebackhide__ = True
     from sacrebleu.metrics import BLEU
 
-    from da6401.data import load_multi30k
-
-    pairs = load_multi30k(split)
+    pairs = graded_pairs(split)
     try:
         hypotheses = translate(model, [de for de, _ in pairs], src_itos, tgt_itos)
     except Exception as e:  # the student's encode/step on real data

@@ -21,7 +21,9 @@ def load_results(path: str | os.PathLike) -> dict:
         AssertionError: the file is missing or is not JSON, with what to do.
     """
     __tracebackhide__ = True
-    path = Path(path)
+    from da6401.grader.context import submitted_file
+
+    path = submitted_file(path)
     assert path.is_file(), (f"no experiment results at {path.name}: run the experiment cells, which save them, "
                             f"and submit {path.name} with the notebook")
     try:

@@ -5,7 +5,7 @@ here or on many grading servers; and they are ImageNet features, not digit featu
 own small MNIST CNN instead, an instructor-only asset (``source/a4_generative/instructor/mnist_judge.pt``,
 ignored by nbgrader, never released). One command reproduces it:
 
-    python -m da6401.grading.judge            # trains for about a minute, writes the file, prints its accuracy
+    python -m da6401.grader.judge            # trains for about a minute, writes the file, prints its accuracy
 
 Measures (both on generated images against the MNIST test set):
 
@@ -101,7 +101,7 @@ def load_judge(path: str | os.PathLike | None = None) -> MnistJudge:
     path = Path(path or os.environ.get("DA6401_MNIST_JUDGE") or JUDGE_PATH)
     if not path.is_file():
         raise FileNotFoundError(f"the grader's MNIST judge is missing ({path}); an instructor rebuilds it with "
-                                "`python -m da6401.grading.judge` (this is the grader's fault, not the student's)")
+                                "`python -m da6401.grader.judge` (this is the grader's fault, not the student's)")
     judge = MnistJudge()
     judge.load_state_dict({k: v.float() for k, v in torch.load(path, map_location="cpu", weights_only=True).items()})
     return judge.eval()
@@ -165,7 +165,7 @@ def judge_samples(images: torch.Tensor, judge: MnistJudge | None = None) -> Samp
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m da6401.grading.judge", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m da6401.grader.judge", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=JUDGE_PATH)
     parser.add_argument("--epochs", type=int, default=2)

@@ -15,10 +15,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from da6401.grading.checkpoints import count_parameters, load_into
-from da6401.grading.checks import assert_close, call_student
-from da6401.grading.judge import judge_samples
-from da6401.grading.models import _forward
+from da6401.grader.checkpoints import count_parameters, load_into
+from da6401.grader.checks import assert_close, call_student
+from da6401.grader.judge import judge_samples
+from da6401.grader.models import _forward
+from da6401.student.objects import is_instance, type_name, value_and_grad
 
 
 def _unseen(seed: int) -> torch.Generator:
@@ -38,10 +39,10 @@ def check_generator(make_generator: Callable[[], nn.Module], budget: int) -> nn.
     assert isinstance(latent, int) and latent > 0, (
         "the generator must keep its latent size as an int attribute `latent_dim` (the grader samples codes of that size)")
     n = count_parameters(G)
-    assert n <= budget, f"{type(G).__name__} has {n:,} trainable parameters; the budget is {budget:,}"
+    assert n <= budget, f"{type_name(G)} has {n:,} trainable parameters; the budget is {budget:,}"
     for kind in (nn.ConvTranspose2d, (nn.BatchNorm1d, nn.BatchNorm2d)):
-        assert any(isinstance(m, kind) for m in G.modules()), (
-            f"{type(G).__name__} has no {getattr(kind, '__name__', 'BatchNorm')} layer; the DCGAN guidelines ask for one")
+        assert any(is_instance(m, kind) for m in G.modules()), (
+            f"{type_name(G)} has no {getattr(kind, '__name__', 'BatchNorm')} layer; the DCGAN guidelines ask for one")
     g = _unseen(1)
     for mode, batch in (("train", 5), ("eval", 3)):
         G.train(mode == "train")
@@ -68,11 +69,11 @@ def check_discriminator(make_discriminator: Callable[[], nn.Module], budget: int
     __tracebackhide__ = True
     D = make_discriminator()
     n = count_parameters(D)
-    assert n <= budget, f"{type(D).__name__} has {n:,} trainable parameters; the budget is {budget:,}"
-    convs = [m for m in D.modules() if isinstance(m, nn.Conv2d)]
+    assert n <= budget, f"{type_name(D)} has {n:,} trainable parameters; the budget is {budget:,}"
+    convs = [m for m in D.modules() if is_instance(m, nn.Conv2d)]
     assert any(max(m.stride) > 1 for m in convs), (
-        f"{type(D).__name__} has no strided Conv2d; DCGAN downsamples with strided convolutions")
-    assert not any(isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)) for m in D.modules()), (
+        f"{type_name(D)} has no strided Conv2d; DCGAN downsamples with strided convolutions")
+    assert not any(is_instance(m, (nn.MaxPool2d, nn.AvgPool2d)) for m in D.modules()), (
         "DCGAN replaces pooling with strided convolutions")
     g = _unseen(2)
     for mode, batch in (("train", 6), ("eval", 2)):
@@ -84,7 +85,7 @@ def check_discriminator(make_discriminator: Callable[[], nn.Module], budget: int
             f"in {mode} mode, {batch} images gave an output of shape {tuple(out.shape)}; expected ({batch},): one logit each")
         assert torch.isfinite(out).all(), f"in {mode} mode the logits are not all finite"
     last = [m for m in D.modules() if len(list(m.children())) == 0][-1]
-    assert not isinstance(last, nn.Sigmoid), "the discriminator ends with a sigmoid; return logits (the losses apply it)"
+    assert not is_instance(last, nn.Sigmoid), "the discriminator ends with a sigmoid; return logits (the losses apply it)"
     return D.eval()
 
 
@@ -99,13 +100,18 @@ def _logit_batches(seed: int):
     yield "confident logits (|x| up to 120)", torch.tensor([120.0, -100.0, 3.0, 40.0]), torch.tensor([-120.0, 90.0, -2.0])
 
 
-def _scalar(fn, *args) -> torch.Tensor:
+def _scalar(fn, *args) -> tuple[torch.Tensor, list]:
+    """The student's loss ``fn(*args)`` and its gradients w.r.t. each argument (computed where ``fn`` lives).
+
+    Returns:
+        (the loss, a scalar tensor; [d loss / d args[i], None where the loss does not depend on args[i]]).
+    """
     __tracebackhide__ = True
-    out = call_student(getattr(fn, "__name__", "the loss"), fn, *args)
+    name = getattr(fn, "__name__", "the loss")
+    out, grads = call_student(name, value_and_grad, fn, *args)
     assert isinstance(out, torch.Tensor) and out.dim() == 0, (
-        f"{getattr(fn, '__name__', 'the loss')} must return a scalar tensor, got {type(out).__name__} "
-        f"{tuple(getattr(out, 'shape', ()))}")
-    return out
+        f"{name} must return a scalar tensor, got {type_name(out)} {tuple(getattr(out, 'shape', ()))}")
+    return out, grads
 
 
 def check_discriminator_loss(discriminator_loss: Callable, seed: int = 0) -> None:
@@ -114,16 +120,14 @@ def check_discriminator_loss(discriminator_loss: Callable, seed: int = 0) -> Non
     with the right gradient."""
     __tracebackhide__ = True
     for name, real, fake in _logit_batches(seed):
-        real, fake = real.clone().requires_grad_(), fake.clone().requires_grad_()
-        got = _scalar(discriminator_loss, real, fake)
-        want = _bce(real.detach(), 1.0) + _bce(fake.detach(), 0.0)
+        got, (g_real, g_fake) = _scalar(discriminator_loss, real, fake)
+        want = _bce(real, 1.0) + _bce(fake, 0.0)
         assert torch.isfinite(got), f"on {name} the loss is {got.item()}: compute it from logits stably (softplus or BCE with logits)"
         assert_close(got.item(), want.item(), tol=1e-4, name=f"discriminator loss on {name}")
-        got.backward()
-        assert real.grad is not None and fake.grad is not None, "the loss does not depend on both batches of logits"
-        assert_close(real.grad.numpy(), -torch.sigmoid(-real.detach()).numpy() / len(real), tol=1e-4,
+        assert g_real is not None and g_fake is not None, "the loss does not depend on both batches of logits"
+        assert_close(g_real.numpy(), -torch.sigmoid(-real).numpy() / len(real), tol=1e-4,
                      name=f"gradient w.r.t. the real logits ({name})")
-        assert_close(fake.grad.numpy(), torch.sigmoid(fake.detach()).numpy() / len(fake), tol=1e-4,
+        assert_close(g_fake.numpy(), torch.sigmoid(fake).numpy() / len(fake), tol=1e-4,
                      name=f"gradient w.r.t. the fake logits ({name})")
 
 
@@ -133,19 +137,17 @@ def check_generator_loss(generator_loss: Callable, seed: int = 0) -> None:
     right gradient (which is largest where the discriminator rejects the fakes)."""
     __tracebackhide__ = True
     for name, _, fake in _logit_batches(seed):
-        fake = fake.clone().requires_grad_()
-        got = _scalar(generator_loss, fake)
+        got, (g_fake,) = _scalar(generator_loss, fake)
         assert torch.isfinite(got), f"on {name} the loss is {got.item()}: compute it from logits stably"
-        want = _bce(fake.detach(), 1.0)
-        saturating = -_bce(fake.detach(), 0.0)
+        want = _bce(fake, 1.0)
+        saturating = -_bce(fake, 0.0)
         if abs(got.item() - saturating.item()) < 1e-4 * max(1.0, abs(saturating.item())):
             raise AssertionError(f"on {name} the generator loss equals mean log(1 - D(G(z))) = {saturating.item():.4f}: "
                                  "the saturating loss, whose gradient vanishes when D rejects the fakes; "
                                  "use the non-saturating -mean log D(G(z))")
         assert_close(got.item(), want.item(), tol=1e-4, name=f"generator loss on {name}")
-        got.backward()
-        assert fake.grad is not None, "the loss does not depend on the fake logits"
-        assert_close(fake.grad.numpy(), -torch.sigmoid(-fake.detach()).numpy() / len(fake), tol=1e-4,
+        assert g_fake is not None, "the loss does not depend on the fake logits"
+        assert_close(g_fake.numpy(), -torch.sigmoid(-fake).numpy() / len(fake), tol=1e-4,
                      name=f"gradient w.r.t. the fake logits ({name})")
 
 
@@ -180,17 +182,30 @@ def _params(module: nn.Module) -> list[torch.Tensor]:
 
 def _call_step(fn, *args) -> float:
     __tracebackhide__ = True
-    out = call_student(fn.__name__, fn, *args)
-    assert isinstance(out, float), f"{fn.__name__} must return the loss as a Python float, got {type(out).__name__}"
+    name = getattr(fn, "__name__", "the step")
+    out = call_student(name, fn, *args)
+    assert type(out) is float, f"{name} must return the loss as a Python float, got {type_name(out)}"
     return out
 
 
-def _sgd_step(model: nn.Module, loss: torch.Tensor, lr: float) -> None:
-    """The oracle's step: plain SGD on ``model`` with the gradient of ``loss`` (nothing accumulated)."""
-    grads = torch.autograd.grad(loss, list(model.parameters()))
+def _oracle_step(model: nn.Module, loss_fn: Callable, logits: list[torch.Tensor], lr: float) -> float:
+    """The oracle's step: plain SGD on ``model`` with the gradient of the student's ``loss_fn(*logits)``, where the
+    logits are functions of ``model``'s parameters (nothing accumulated). The student's loss gives its value and
+    its gradient w.r.t. the logits (computed where it lives); the chain rule through ``model`` is the grader's.
+
+    Returns:
+        The loss before the step.
+    """
+    __tracebackhide__ = True
+    value, grads = _scalar(loss_fn, *[l.detach() for l in logits])
+    upstream = [g if g is not None else torch.zeros_like(l) for l, g in zip(logits, grads)]
+    params = list(model.parameters())
+    param_grads = torch.autograd.grad(logits, params, grad_outputs=upstream, allow_unused=True)
     with torch.no_grad():
-        for p, grad in zip(model.parameters(), grads):
-            p -= lr * grad
+        for p, grad in zip(params, param_grads):
+            if grad is not None:
+                p -= lr * grad
+    return value.item()
 
 
 def _assert_step(module: nn.Module, before: list[torch.Tensor], oracle: nn.Module, what: str, tol: float = 1e-3):
@@ -224,9 +239,8 @@ def check_d_step(d_step: Callable, discriminator_loss: Callable, seed: int = 0, 
         loss = _call_step(d_step, G, D, opt, real, z)
         for p, before in zip(G.parameters(), g_before):
             assert torch.equal(p.detach(), before), "d_step changed the generator; it must update the discriminator only"
-        want = _scalar(discriminator_loss, D_oracle(real), D_oracle(G(z).detach()))
-        _sgd_step(D_oracle, want, lr=0.5)
-        assert_close(loss, want.item(), tol=1e-4, name=f"d_step's returned loss (step {step + 1})")
+        want = _oracle_step(D_oracle, discriminator_loss, [D_oracle(real), D_oracle(G(z).detach())], lr=0.5)
+        assert_close(loss, want, tol=1e-4, name=f"d_step's returned loss (step {step + 1})")
         _assert_step(D, d_before, D_oracle, f"d_step, step {step + 1}")
 
 
@@ -245,9 +259,8 @@ def check_g_step(g_step: Callable, generator_loss: Callable, seed: int = 0, step
         loss = _call_step(g_step, G, D, opt, z)
         for p, before in zip(D.parameters(), d_before):
             assert torch.equal(p.detach(), before), "g_step changed the discriminator; it must update the generator only"
-        want = _scalar(generator_loss, D(G_oracle(z)))
-        _sgd_step(G_oracle, want, lr=0.5)
-        assert_close(loss, want.item(), tol=1e-4, name=f"g_step's returned loss (step {step + 1})")
+        want = _oracle_step(G_oracle, generator_loss, [D(G_oracle(z))], lr=0.5)
+        assert_close(loss, want, tol=1e-4, name=f"g_step's returned loss (step {step + 1})")
         _assert_step(G, g_before, G_oracle, f"g_step, step {step + 1}")
 
 
@@ -256,8 +269,11 @@ def generate(G: nn.Module, n: int = 5000, seed: int = 0, batch_size: int = 1000)
     """n images (n, 1, 28, 28) from G in eval mode, for latent codes drawn with the grader's seed."""
     __tracebackhide__ = True
     G = G.float().cpu().eval()
+    latent = getattr(G, "latent_dim", None)
+    assert type(latent) is int and 0 < latent <= 4096, (
+        f"the generator's latent_dim must be an int in 1..4096 (the grader samples codes of that size), got {latent!r}")
     g = _unseen(100 + seed)
-    z = torch.randn(n, G.latent_dim, generator=g)
+    z = torch.randn(n, latent, generator=g)
     return torch.cat([_forward(G, z[i:i + batch_size]) for i in range(0, n, batch_size)])
 
 
@@ -276,7 +292,7 @@ def assert_sample_quality(G: nn.Module, fid_bar: float = FID_BAR, class_bar: flo
     at most ``fid_bar`` and every digit class holds at least ``class_bar`` of the samples.
 
     Returns:
-        The :class:`~da6401.grading.judge.SampleStats`.
+        The :class:`~da6401.grader.judge.SampleStats`.
     """
     __tracebackhide__ = True
     stats = judge_samples(generate(G, n))
@@ -297,3 +313,106 @@ def load_generator(make_generator: Callable[[], nn.Module], path) -> nn.Module:
     """The student's generator class with the submitted weights (a CheckpointError says what is wrong)."""
     __tracebackhide__ = True
     return load_into(make_generator(), path)
+
+
+# --- generated, not retrieved (a generator that hands back real digits aces the judge) ------------------------
+NEAR_COPY_BAR = 0.60     # largest fraction of samples closer to a real digit than the median real test digit is
+                         # to the training set (a perfect generator: 0.5; the reference 0.22; copies of training
+                         # digits with noise up to sigma 0.5, which the judge's distance already fails: >= 0.65)
+TORTUOSITY_BAR = 6.0     # largest median length / chord of a straight path in z (the reference 2.4, another
+                         # design 2.3; a lookup keyed by z, however coarse: 21 to 24)
+JUMP_SHARE_BAR = 0.35    # largest median share of the path's length in its biggest step (the reference 0.07)
+
+
+def _recentred_ink(images: torch.Tensor) -> torch.Tensor:
+    """(N, 1, 28, 28) in [-1, 1] -> (N, 784): the ink (pixels > 0), moved by whole pixels so that its centre of
+    mass sits at the centre of the frame (as MNIST's own digits are), then blurred by a 3x3 box. Noise on the
+    background, a shift of the digit and its exact grey levels count for little in this space."""
+    ink = (images > 0).float()
+    mass = ink.sum((2, 3)).clamp_min(1.0)
+    rows, cols = torch.arange(28.0).view(1, 1, 28, 1), torch.arange(28.0).view(1, 1, 1, 28)
+    dy = (13.5 - (ink * rows).sum((2, 3)) / mass).round().long().clamp(-8, 8).flatten().tolist()
+    dx = (13.5 - (ink * cols).sum((2, 3)) / mass).round().long().clamp(-8, 8).flatten().tolist()
+    ink = torch.stack([torch.roll(ink[i], (dy[i], dx[i]), (1, 2)) for i in range(len(ink))])
+    return F.avg_pool2d(ink, 3, stride=1, padding=1).flatten(1)
+
+
+def _nearest(queries: torch.Tensor, bank: torch.Tensor) -> torch.Tensor:
+    """Euclidean distance from each row of ``queries`` to its nearest row of ``bank``."""
+    squared = (bank ** 2).sum(1)[None]
+    return torch.cat([((q ** 2).sum(1, keepdim=True) - 2 * q @ bank.T + squared).clamp_min(0).min(1).values.sqrt()
+                      for q in queries.split(250)])
+
+
+_REAL: dict = {}
+
+
+def _real_digits() -> tuple[torch.Tensor, float, float]:
+    """The real digits' bank (training and test, recentred ink) and two distances of held-apart real digits
+    (the first 1,000 test digits to the training set): the median and the 5th percentile."""
+    if not _REAL:
+        from da6401.grader.judge import mnist_as_gan_images
+
+        train, test = mnist_as_gan_images("train")[0], mnist_as_gan_images("test")[0]
+        bank = _recentred_ink(torch.cat([train, test]))
+        held = torch.minimum(_nearest(_recentred_ink(test[:1000]), bank[:len(train)]),
+                             _nearest(_recentred_ink(test[:1000].flip(-1)), bank[:len(train)]))
+        _REAL.update(bank=bank, median=float(held.median()), close=float(held.quantile(0.05)))
+    return _REAL["bank"], _REAL["median"], _REAL["close"]
+
+
+def assert_new_digits(G: nn.Module, n: int = 1000, bar: float = NEAR_COPY_BAR) -> float:
+    """Fail unless G's samples are new images: at most ``bar`` of them may lie closer to some real MNIST digit
+    (training or test, mirrored or not) than the median real test digit lies to the training set.
+
+    Returns:
+        That fraction.
+    """
+    __tracebackhide__ = True
+    samples = generate(G, n, seed=7)
+    bank, median, close = _real_digits()
+    distance = torch.minimum(_nearest(_recentred_ink(samples), bank), _nearest(_recentred_ink(samples.flip(-1)), bank))
+    fraction = float((distance < median).float().mean())
+    copies = int((distance < close).sum())
+    print(f"{fraction:.0%} of {n} samples lie closer to a real digit than real test digits typically do to the "
+          f"training set (bar: {bar:.0%}; a generator that draws new digits: about 20 %); {copies} are closer than "
+          f"all but 5 % of real test digits")
+    assert fraction <= bar, (f"{fraction:.0%} of the samples are near-copies of real MNIST digits ({copies} of {n} "
+                             f"closer than all but 5 % of real test digits are to the training set): a generator "
+                             f"must draw new digits, not hand back the data set's")
+    return fraction
+
+
+def assert_smooth_in_z(G: nn.Module, paths: int = 64, steps: int = 24) -> tuple[float, float]:
+    """Fail unless G's images change smoothly along straight lines in its latent space, as a network's do (a
+    generator that looks its images up by z jumps at every step).
+
+    For ``paths`` lines between two random codes, the images at ``steps + 1`` evenly spaced points: the path's
+    length over the distance between its ends (its tortuosity) must have a median of at most ``TORTUOSITY_BAR``,
+    and no single step may carry more than ``JUMP_SHARE_BAR`` of the length (median over paths).
+
+    Returns:
+        (median tortuosity, median largest step share).
+    """
+    __tracebackhide__ = True
+    G = G.float().cpu().eval()
+    latent = getattr(G, "latent_dim", None)
+    assert type(latent) is int and 0 < latent <= 4096, f"latent_dim must be an int in 1..4096, got {latent!r}"
+    g = _unseen(200)
+    z0, z1 = torch.randn(paths, latent, generator=g), torch.randn(paths, latent, generator=g)
+    t = torch.linspace(0, 1, steps + 1)
+    z = (z0[:, None] * (1 - t)[None, :, None] + z1[:, None] * t[None, :, None]).reshape(-1, latent)
+    with torch.no_grad():
+        x = torch.cat([_forward(G, chunk) for chunk in z.split(500)]).reshape(paths, steps + 1, -1).double()
+    step = (x[:, 1:] - x[:, :-1]).norm(dim=-1)
+    length, chord = step.sum(1), (x[:, -1] - x[:, 0]).norm(dim=-1)
+    tortuosity = float((length / chord.clamp_min(1e-9)).median())
+    share = float((step.max(1).values / length.clamp_min(1e-9)).median())
+    print(f"along straight lines in z: path length / distance between the ends {tortuosity:.2f} (bar: "
+          f"{TORTUOSITY_BAR:g}), largest step {share:.0%} of the path (bar: {JUMP_SHARE_BAR:.0%})")
+    assert tortuosity <= TORTUOSITY_BAR, (
+        f"along a straight line in z the images travel {tortuosity:.1f} times the distance between its ends: they "
+        "jump from one unrelated image to the next, as a lookup by z does, not change smoothly as a network's do")
+    assert share <= JUMP_SHARE_BAR, (f"along straight lines in z, one step carries {share:.0%} of the path: the "
+                                     "images jump instead of changing smoothly")
+    return tortuosity, share

@@ -15,6 +15,28 @@ FD_BAND = 1e-6  # analytic vs central differences (h = 1e-5) on smooth functions
 WRONG_BAND = 1e-2
 
 
+def as_array(value, name: str = "value", dtype=None) -> np.ndarray:
+    """``value`` as a NumPy array: arrays, tensors (detached, on the CPU), numbers and nested lists of them.
+
+    Raises:
+        AssertionError: for anything else, such as an object of the notebook that only looks like an array
+            (in the grader such objects stay in the kernel, and their ``shape`` or ``__eq__`` count for nothing).
+    """
+    __tracebackhide__ = True
+    from da6401.student.objects import is_remote, type_name
+
+    if is_remote(value):
+        raise AssertionError(f"{name}: expected an array, got a {type_name(value)} object")
+    if hasattr(value, "detach") and hasattr(value, "cpu") and type(value).__module__.startswith("torch"):
+        value = value.detach().cpu()
+        value = value.float() if str(value.dtype) == "torch.bfloat16" else value
+        value = value.numpy()
+    try:
+        return np.asarray(value, dtype=dtype)
+    except (TypeError, ValueError) as e:
+        raise AssertionError(f"{name}: expected an array, got {type(value).__name__} ({e})") from None
+
+
 def rel_error(x: np.ndarray, y: np.ndarray) -> float:
     """Largest elementwise relative error ``|x - y| / max(1e-8, |x| + |y|)``.
 
@@ -23,8 +45,8 @@ def rel_error(x: np.ndarray, y: np.ndarray) -> float:
     Returns:
         A float >= 0; ``inf`` if either input has a NaN or an infinity.
     """
-    x = np.asarray(x, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
+    x = as_array(x, "the value compared", np.float64)
+    y = as_array(y, "the reference", np.float64)
     if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
         return float("inf")
     if x.size == 0:
@@ -43,8 +65,10 @@ def assert_shape(actual, shape: tuple, name: str = "output") -> None:
         AssertionError: naming ``name``, the expected and the actual shape.
     """
     __tracebackhide__ = True  # pytest reports the caller's line, not this helper's
-    got = getattr(actual, "shape", None)
-    assert got is not None, f"{name}: expected an array of shape {shape}, got {type(actual).__name__}"
+    from da6401.student.objects import is_remote, type_name
+
+    got = None if is_remote(actual) else getattr(actual, "shape", None)
+    assert got is not None, f"{name}: expected an array of shape {shape}, got {type_name(actual)}"
     assert tuple(got) == tuple(shape), f"{name}: expected shape {tuple(shape)}, got {tuple(got)}"
 
 
@@ -62,8 +86,9 @@ def assert_close(actual, expected, tol: float = GOOD_BAND, name: str = "output")
     __tracebackhide__ = True
     if actual is None:
         raise AssertionError(f"{name}: got None; did the function forget to return its result?")
-    expected = np.asarray(expected)
-    assert_shape(np.asarray(actual), expected.shape, name)
+    expected = as_array(expected, f"{name} (reference)")
+    actual = as_array(actual, name)
+    assert_shape(actual, expected.shape, name)
     err = rel_error(actual, expected)
     assert err <= tol, (
         f"{name}: relative error {err:.2e} is outside the band <= {tol:.0e}\n"
@@ -110,22 +135,3 @@ def report_gradient_check(analytic, numeric, name: str = "gradient", band: float
     print(f"{name}: relative error {err:.2e} (must be <= {band:.0e}; > {WRONG_BAND:.0e} means a bug) -> {verdict}")
     assert_close(analytic, numeric, tol=band, name=name)
     return err
-
-
-def unseen_rng(seed: int) -> np.random.Generator:
-    """The random generator hidden tests draw their inputs from.
-
-    Hidden tests use seeds that the visible tests never use, so a solution that
-    special-cases the visible inputs still meets inputs it has not seen.
-    """
-    return np.random.default_rng(10_000 + seed)
-
-
-def call_student(what: str, fn: Callable, *args):
-    """``fn(*args)``, where fn is the student's code: an exception it raises becomes a failed check
-    (an AssertionError saying "<what> raised <type>: <message>"), not an error in the grader."""
-    __tracebackhide__ = True
-    try:
-        return fn(*args)
-    except Exception as e:
-        raise AssertionError(f"{what} raised {type(e).__name__}: {e}") from None

@@ -20,7 +20,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from da6401.grading.checks import assert_close
+from da6401.grader.checks import assert_close
 
 
 def _distinct_images(n: int, c: int = 3, h: int = 8, w: int = 8, seed: int = 0) -> torch.Tensor:

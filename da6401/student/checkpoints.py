@@ -17,14 +17,13 @@ from pathlib import Path
 
 import torch
 
+from da6401.student import under_autograde  # noqa: F401 - imported from here by the notebooks too
+from da6401.student.objects import type_name
+from da6401.text import SPECIALS
+
 
 class CheckpointError(AssertionError):
     """A checkpoint is missing, unreadable, unsafe, or from another architecture."""
-
-
-def under_autograde() -> bool:
-    """True while ``nbgrader autograde`` runs the notebook (it sets NBGRADER_EXECUTION=autograde)."""
-    return os.environ.get("NBGRADER_EXECUTION") == "autograde"
 
 
 def read_checkpoint(path: str | os.PathLike, extras: tuple[str, ...] = ()) -> tuple[dict[str, torch.Tensor], dict]:
@@ -74,6 +73,9 @@ def load_into(model: torch.nn.Module, path: str | os.PathLike,
               state: Mapping[str, torch.Tensor] | None = None) -> torch.nn.Module:
     """Load a checkpoint into ``model`` (the student's own class), in eval mode.
 
+    Works on the grader's handle to a model in the kernel too: the file is then read by the grader (see
+    :func:`da6401.grader.checkpoints.load_into`, which confines the path to the submission) and the tensors sent.
+
     Tensors saved in another floating dtype (fp16 to keep files small) are cast to the model's.
     ``state``, when given, is the checkpoint's state_dict already read from ``path``.
 
@@ -92,7 +94,7 @@ def load_into(model: torch.nn.Module, path: str | os.PathLike,
                    for label, items in (("missing", missing), ("unexpected", unexpected), ("other shape", reshaped))
                    if items]
         raise CheckpointError(f"{Path(path).name} was saved from a different architecture than "
-                              f"{type(model).__name__} builds now; " + "; ".join(details))
+                              f"{type_name(model)} builds now; " + "; ".join(details))
     model.load_state_dict(state)
     return model.eval()
 
@@ -134,4 +136,31 @@ def assert_parameter_budget(model: torch.nn.Module, budget: int) -> None:
     """Fail unless ``model`` has at most ``budget`` trainable parameters."""
     __tracebackhide__ = True
     n = count_parameters(model)
-    assert n <= budget, f"{type(model).__name__} has {n:,} trainable parameters; the budget is {budget:,}"
+    assert n <= budget, f"{type_name(model)} has {n:,} trainable parameters; the budget is {budget:,}"
+
+
+def load_translator(make_model, path) -> tuple[torch.nn.Module, list[str], list[str]]:
+    """Load a checkpoint saved with ``save_weights(model, path, src_itos=..., tgt_itos=...)`` into
+    ``make_model(len(src_itos), len(tgt_itos))``, the student's class.
+
+    Returns:
+        (model in eval mode, src_itos, tgt_itos).
+    Raises:
+        CheckpointError: missing or unreadable file, vocabularies missing or malformed, or weights that do
+            not fit a model built for these vocabularies (saved from another architecture, or with the
+            vocabularies of another run).
+    """
+    __tracebackhide__ = True
+    state, extras = read_checkpoint(path, extras=("src_itos", "tgt_itos"))
+    for name, itos in extras.items():
+        if not (isinstance(itos, list) and all(isinstance(t, str) for t in itos) and itos[:4] == SPECIALS):
+            raise CheckpointError(f"{name} in the checkpoint must be the vocabulary's list of tokens, starting {SPECIALS}")
+    src_itos, tgt_itos = extras["src_itos"], extras["tgt_itos"]
+    model = make_model(len(src_itos), len(tgt_itos))
+    try:
+        load_into(model, path, state)
+    except CheckpointError as e:
+        raise CheckpointError(f"{e}\n(the model was built for the vocabularies saved in the checkpoint: "
+                              f"{len(src_itos)} source and {len(tgt_itos)} target tokens; were the weights trained "
+                              f"with other vocabularies?)") from None
+    return model, src_itos, tgt_itos

@@ -18,6 +18,8 @@ from typing import Callable
 
 import torch
 
+from da6401.student.objects import is_instance, kernel_of
+
 
 def _max_change(a: torch.nn.Module, b: torch.nn.Module) -> float:
     with torch.no_grad():
@@ -40,16 +42,17 @@ def check_gradients_do_not_accumulate(train_step: Callable, model: torch.nn.Modu
     """
     __tracebackhide__ = True
     (x1, y1), (x2, y2) = batches
-    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
-    torch.manual_seed(seed)
+    kernel = kernel_of(model)  # optimisers and seeds where the model lives: the student's kernel, in the grader
+    optim, seed_rng = kernel.module("torch.optim"), kernel.module("torch").manual_seed
+    optimizer = optim.SGD(model.parameters(), lr=lr)
+    seed_rng(seed)
     train_step(model, optimizer, x1, y1)
     clean = copy.deepcopy(model)
-    for p in clean.parameters():
-        p.grad = None
-    torch.manual_seed(seed + 1)
+    clean.zero_grad(set_to_none=True)
+    seed_rng(seed + 1)
     train_step(model, optimizer, x2, y2)
-    torch.manual_seed(seed + 1)
-    train_step(clean, torch.optim.SGD(clean.parameters(), lr=lr), x2, y2)
+    seed_rng(seed + 1)
+    train_step(clean, optim.SGD(clean.parameters(), lr=lr), x2, y2)
     change = _max_change(model, clean)
     assert change < 1e-5, (f"train_step: the second step differs by up to {change:.3g} from the same step with "
                            "cleared gradients, so gradients accumulate across steps; call optimizer.zero_grad() "
@@ -62,7 +65,7 @@ def _recalibrate_batchnorm(model: torch.nn.Module, x: torch.Tensor, batch_size: 
     After a few dozen steps the running averages still lag the weights, and eval-mode losses
     measured with them swing either way; recalibrated, they measure the weights themselves.
     """
-    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    norms = [m for m in model.modules() if is_instance(m, torch.nn.modules.batchnorm._BatchNorm)]
     if not norms:
         return
     momenta = [m.momentum for m in norms]
@@ -103,9 +106,10 @@ def check_loss_falls(train_step: Callable, model: torch.nn.Module, x: torch.Tens
         model.train()
         return value
 
-    torch.manual_seed(seed)
+    kernel = kernel_of(model)
+    kernel.module("torch").manual_seed(seed)
     before = loss()
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    optimizer = kernel.module("torch.optim").Adam(model.parameters(), lr=lr)
     g = torch.Generator().manual_seed(seed)
     for _ in range(steps):
         idx = torch.randint(0, len(x), (batch_size,), generator=g)
@@ -118,29 +122,43 @@ def check_loss_falls(train_step: Callable, model: torch.nn.Module, x: torch.Tens
 
 
 class _ModeSpy(torch.nn.Module):
-    """A fixed classifier (logits = the first ``classes`` features, scaled) that votes for class 0
-    in train mode and records whether autograd was on.
+    """A fixed classifier for :func:`check_evaluate`: in eval mode its logits are the first ``classes`` features;
+    in train mode it votes for the next class instead, which the labels never are, so an ``evaluate`` that forgets
+    ``model.eval()`` scores 0 whatever the data. It counts its calls with autograd on in a buffer (buffers come
+    back from the kernel with the model's state).
 
-    Elementwise ops only, so a student's mixed-precision autocast in ``evaluate`` cannot round
-    near-tied logits differently from the expected answer.
+    Elementwise ops only, so a student's mixed-precision autocast in ``evaluate`` cannot round near-tied logits
+    differently from the expected answer.
     """
 
     def __init__(self, classes: int):
         super().__init__()
-        self.classes = classes
+        self.n_classes = classes
         self.scale = torch.nn.Parameter(torch.ones(()))
-        self.grad_enabled = []
+        self.register_buffer("calls_with_grad", torch.zeros((), dtype=torch.long))
 
     def logits(self, x):
-        return x[:, :self.classes] * self.scale
+        return x[:, :self.n_classes] * self.scale
 
     def forward(self, x):
-        self.grad_enabled.append(torch.is_grad_enabled())
+        if torch.is_grad_enabled():
+            self.calls_with_grad += 1
         logits = self.logits(x)
         if self.training:
-            logits = logits + 100.0 * torch.nn.functional.one_hot(
-                torch.zeros(len(x), dtype=torch.long), self.classes)
+            shifted = (logits.argmax(1) + 1) % self.n_classes
+            logits = logits + 100.0 * torch.nn.functional.one_hot(shifted, self.n_classes)
         return logits
+
+
+def _evaluate_case(seed: int, n: int = 103, classes: int = 4, batch_size: int = 25):
+    """Inputs and labels on which the right answer, a mean of per-batch accuracies and train mode all differ."""
+    g = torch.Generator().manual_seed(10_000 + seed)
+    x = torch.randn(n, 6, generator=g)
+    predicted = x[:, :classes].argmax(1)
+    wrong = torch.rand(n, generator=g) < 0.4
+    wrong[-(n % batch_size):] = False  # the short last batch all right: weighing batches alike then differs
+    y = torch.where(wrong, (predicted + 2) % classes, predicted)  # never predicted + 1, the train-mode vote
+    return x, y
 
 
 def check_evaluate(evaluate: Callable, seed: int = 0) -> None:
@@ -156,21 +174,19 @@ def check_evaluate(evaluate: Callable, seed: int = 0) -> None:
     __tracebackhide__ = True
     from torch.utils.data import DataLoader, TensorDataset
 
-    g = torch.Generator().manual_seed(10_000 + seed)
-    x, y = torch.randn(103, 6, generator=g), torch.randint(0, 4, (103,), generator=g)
+    x, y = _evaluate_case(seed)
     model = _ModeSpy(4).train()
     with torch.no_grad():
         expected = float((model.logits(x).argmax(1) == y).float().mean())
+        by_batch = sum(float((model.logits(x[i:i + 25]).argmax(1) == y[i:i + 25]).float().mean())
+                       for i in range(0, len(x), 25)) / len(range(0, len(x), 25))
     got = evaluate(model, DataLoader(TensorDataset(x, y), batch_size=25))
-    assert isinstance(got, (float, int)) or (torch.is_tensor(got) and got.numel() == 1), (
+    assert type(got) in (float, int) or (isinstance(got, torch.Tensor) and got.numel() == 1), (
         f"evaluate returned {type(got).__name__}; return the accuracy as a float")
     got = float(got)
-    by_batch = sum(float((model.logits(x[i:i + 25]).argmax(1) == y[i:i + 25]).float().mean())
-                   for i in range(0, 103, 25)) / 5
     assert abs(got - expected) < 1e-6, (
-        f"evaluate gave {got:.4f} on 103 examples in batches of 25; their accuracy is {expected:.4f}"
+        f"evaluate gave {got:.4f} on {len(x)} examples in batches of 25; their accuracy is {expected:.4f}"
         + (" (that is the mean of the per-batch accuracies: weigh each batch by its size)"
            if abs(got - by_batch) < 1e-6 else "")
-        + (" (the model stayed in train mode: call model.eval())" if abs(got - float((y == 0).float().mean())) < 1e-6
-           else ""))
-    assert not any(model.grad_enabled), "evaluate ran the model with autograd on: wrap it in torch.no_grad()"
+        + (" (the model stayed in train mode: call model.eval())" if got == 0.0 else ""))
+    assert int(model.calls_with_grad) == 0, "evaluate ran the model with autograd on: wrap it in torch.no_grad()"

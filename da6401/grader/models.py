@@ -9,16 +9,16 @@ from typing import Callable, Sequence
 
 import torch
 
-from da6401.grading.checkpoints import count_parameters
+from da6401.grader.checkpoints import count_parameters
+from da6401.student.objects import is_instance, type_name
 
 
 def _forward(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``model(x)``, a failure in the student's forward reported as a failed check."""
     __tracebackhide__ = True
-    try:
-        return model(x)
-    except Exception as e:  # the student's forward: report it as a failed check, with its own message
-        raise AssertionError(f"{type(model).__name__} failed on a batch of shape {tuple(x.shape)}: "
-                             f"{type(e).__name__}: {e}") from None
+    from da6401.grader.checks import call_student
+
+    return call_student(f"{type_name(model)} on a batch of shape {tuple(x.shape)}", model, x)
 
 
 def check_classifier(make_model: Callable[[], torch.nn.Module], input_shape: Sequence[int], num_classes: int,
@@ -35,11 +35,11 @@ def check_classifier(make_model: Callable[[], torch.nn.Module], input_shape: Seq
     __tracebackhide__ = True
     model = make_model()
     n = count_parameters(model)
-    print(f"{type(model).__name__}: {n:,} trainable parameters (budget {budget:,})")
-    assert n <= budget, f"{type(model).__name__} has {n:,} trainable parameters; the budget is {budget:,}"
+    print(f"{type_name(model)}: {n:,} trainable parameters (budget {budget:,})")
+    assert n <= budget, f"{type_name(model)} has {n:,} trainable parameters; the budget is {budget:,}"
     for kind in required:
-        assert any(isinstance(m, kind) for m in model.modules()), (
-            f"{type(model).__name__} has no {kind.__name__} layer; this part asks for one")
+        assert any(is_instance(m, kind) for m in model.modules()), (
+            f"{type_name(model)} has no {kind.__name__} layer; this part asks for one")
     g = torch.Generator().manual_seed(10_000)
     for mode, batch in (("train", 3), ("eval", 2), ("eval", 7)):
         model.train(mode == "train")

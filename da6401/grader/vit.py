@@ -38,9 +38,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from da6401.grading.checkpoints import load_into
-from da6401.grading.checks import assert_close, assert_shape, call_student, rel_error, unseen_rng
-from da6401.grading.models import accuracy, check_classifier
+from da6401.grader.checkpoints import load_into
+from da6401.grader.checks import assert_close, assert_shape, call_student, rel_error, unseen_rng
+from da6401.grader.models import accuracy, check_classifier
+from da6401.student.objects import is_instance, own_attribute, type_name
 
 TOL = 1e-6  # float64 re-implementations agree to ~1e-15; a real bug is far above this
 
@@ -69,27 +70,28 @@ def contract_parts(namespace: MutableMapping) -> Iterator[None]:
     its ``Block`` runs the pre-norm wiring through its own submodules; everything is restored afterwards.
 
     Args:
-        namespace: the notebook's globals (``globals()`` in a test cell), where the model's code looks names up.
+        namespace: the notebook's namespace (``notebook`` in a test cell), where the model's code looks names up.
     """
     saved = {name: namespace[name] for name in ("patchify", "attention") if name in namespace}
-    block = namespace.get("Block")
-    had_forward = isinstance(block, type) and "forward" in vars(block)
-    old_forward = vars(block).get("forward") if had_forward else None
+    block = namespace["Block"] if "Block" in namespace else None
+    had_forward = block is not None and own_attribute(block, "forward")
+    old_forward = getattr(block, "forward") if had_forward else None
     try:
         if "patchify" in saved:
             namespace["patchify"] = reference_patchify
         if "attention" in saved:
             namespace["attention"] = reference_attention
-        if isinstance(block, type):
-            block.forward = prenorm_forward
+        if block is not None:
+            setattr(block, "forward", prenorm_forward)
         yield
     finally:
-        namespace.update(saved)
-        if isinstance(block, type):
+        for name, value in saved.items():
+            namespace[name] = value
+        if block is not None:
             if had_forward:
-                block.forward = old_forward
+                setattr(block, "forward", old_forward)
             else:
-                del block.forward
+                delattr(block, "forward")
 
 
 # --- Part 1: patches -----------------------------------------------------------------------------------
@@ -161,7 +163,7 @@ def check_multi_head(make_mhsa: Callable, seed: int, namespace: MutableMapping |
             mhsa = call_student(name, make_mhsa, dim, heads)
             for attr, shape in (("qkv", (3 * dim, dim)), ("proj", (dim, dim))):
                 layer = getattr(mhsa, attr, None)
-                assert isinstance(layer, nn.Linear) and tuple(layer.weight.shape) == shape and layer.bias is not None, (
+                assert is_instance(layer, nn.Linear) and tuple(layer.weight.shape) == shape and layer.bias is not None, (
                     f"{name}.{attr} must be an nn.Linear with weight of shape {shape} and a bias")
             torch.manual_seed(int(rng.integers(1 << 30)))
             ref = nn.MultiheadAttention(dim, heads, batch_first=True).double().eval()
@@ -199,7 +201,7 @@ def check_block(make_block: Callable, seed: int) -> None:
     for dim, heads, mlp_dim in ((12, 3, 24), (16, 4, 20)):
         name = f"Block({dim}, {heads}, {mlp_dim})"
         block = call_student(name, make_block, dim, heads, mlp_dim)
-        missing = [a for a in ("norm1", "attn", "norm2", "mlp") if not isinstance(getattr(block, a, None), nn.Module)]
+        missing = [a for a in ("norm1", "attn", "norm2", "mlp") if not is_instance(getattr(block, a, None), nn.Module)]
         assert not missing, f"{name} has no submodule(s) {', '.join(missing)}; the contract names them norm1, attn, norm2, mlp"
         block = block.double().eval()
         with torch.no_grad():
@@ -224,12 +226,12 @@ def check_vit(make_model: Callable, budget: int, seed: int, num_patches: int = 6
     model = check_classifier(make_model, (3, 32, 32), num_classes=10, budget=budget, required=(nn.LayerNorm,))
     cls, pos = getattr(model, "cls_token", None), getattr(model, "pos_embedding", None)
     assert isinstance(cls, nn.Parameter) and cls.dim() == 3 and cls.shape[:2] == (1, 1), (
-        f"{type(model).__name__}.cls_token must be an nn.Parameter of shape (1, 1, D)")
+        f"{type_name(model)}.cls_token must be an nn.Parameter of shape (1, 1, D)")
     d = cls.shape[-1]
     assert isinstance(pos, nn.Parameter) and tuple(pos.shape) == (1, num_patches + 1, d), (
-        f"{type(model).__name__}.pos_embedding must be an nn.Parameter of shape {(1, num_patches + 1, d)} "
+        f"{type_name(model)}.pos_embedding must be an nn.Parameter of shape {(1, num_patches + 1, d)} "
         f"(one row per patch and one for the class token), got "
-        f"{tuple(pos.shape) if isinstance(pos, torch.Tensor) else type(pos).__name__}")
+        f"{tuple(pos.shape) if isinstance(pos, torch.Tensor) else type_name(pos)}")
     rng = unseen_rng(seed)
     model = model.double().eval()
     x = torch.from_numpy(rng.standard_normal((3, 3, 32, 32)))
@@ -267,10 +269,11 @@ def check_attention_grid(cls_attention_grid: Callable, seed: int) -> None:
 
 # --- Part 4: the checkpoint -------------------------------------------------------------------------------
 def normalised_test_set() -> tuple[torch.Tensor, torch.Tensor]:
-    """The 10,000 CIFAR-10 test images as model inputs (A2's contract: [0, 1], training statistics)."""
-    from da6401.grading.cifar import normalised
+    """The 10,000 CIFAR-10 test images as the grader measures a model on them (A2's contract: [0, 1], training
+    statistics; the grader's order and perturbation, :func:`da6401.grader.cifar.graded_test_set`)."""
+    from da6401.grader.cifar import graded_test_set
 
-    return normalised("test")
+    return graded_test_set()
 
 
 def assert_checkpoint_accuracy(make_model: Callable[[], nn.Module], path: str, bar: float, budget: int,
@@ -286,7 +289,7 @@ def assert_checkpoint_accuracy(make_model: Callable[[], nn.Module], path: str, b
     """
     __tracebackhide__ = True
     model = load_into(make_model(), path)
-    from da6401.grading.checkpoints import assert_parameter_budget
+    from da6401.grader.checkpoints import assert_parameter_budget
 
     assert_parameter_budget(model, budget)
     x, y = normalised_test_set()
