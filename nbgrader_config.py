@@ -18,7 +18,7 @@ from nbgrader.preprocessors import (
 )
 from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor
 
-from da6401.nbgrader_ext import BestNotebookExportPlugin, HideHiddenTests, SandboxedExecute
+from da6401.nbgrader_ext import BestNotebookExportPlugin, HideHiddenTests, SandboxedExecute, SanitizeOutputs
 from da6401.sandbox import Sandbox
 
 c = get_config()  # noqa: F821 - provided by nbgrader when it loads this file
@@ -41,6 +41,7 @@ c.Execute.interrupt_on_timeout = True
 # The stock pipeline, with the sandboxed, trusted executor in place of nbgrader's Execute.
 c.Autograde.autograde_preprocessors = [
     SandboxedExecute,
+    SanitizeOutputs,
     IgnorePattern,
     ClearMetadataPreprocessor,
     LimitOutput,
@@ -49,14 +50,16 @@ c.Autograde.autograde_preprocessors = [
     CheckCellMetadata,
 ]
 # Fail closed before anything is copied: no bubblewrap, no grading (the message says what to do).
-c.Autograde.pre_convert_hook = lambda **kw: Sandbox().probe()
+c.Autograde.pre_convert_hook = lambda **kw: Sandbox(config=c).probe()
 
 # The sandbox and its limits (defaults suit the course on 2 cores: da6401/sandbox/limits.py). Per assignment:
 # c.SandboxLimits.per_assignment = {"a2_cnn": {"notebook_seconds": 1200}}
 # Only for notebooks you trust: c.Sandbox.run_unsandboxed = True
 
-# Feedback shows each test cell's report but not the hidden tests' code.
+# Feedback shows each test cell's report but not the hidden tests' code. Pages that show a student's notebook
+# (feedback, formgrader) clean the HTML they render: a written answer may hold a script.
 c.GenerateFeedback.preprocessors = [HideHiddenTests, GetGrades, CSSHTMLHeaderPreprocessor]
+c.HTMLExporter.sanitize_html = True
 
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
 

@@ -10,7 +10,10 @@ result when it gives partial credit. Only the grader writes them.
 """
 from __future__ import annotations
 
+import signal
+import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from nbformat.v4 import new_output
@@ -21,6 +24,26 @@ from da6401.grader.environment import environment
 from da6401.testcell import TestNamespace, report, run_cell, summary
 
 FAILED_NAME = "TestsFailed"
+
+
+@contextmanager
+def _alarm(deadline: float):
+    """Within the block, SIGALRM at ``deadline`` (``time.monotonic()``) raises KernelGone: the notebook's time is
+    up even if no request to the kernel is pending (a test spinning on data the notebook returned)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expire(signum, frame):
+        raise KernelGone("time limit reached while the grader ran this cell's tests")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, max(0.01, deadline - time.monotonic()))
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 class TrustedGrader:
@@ -45,7 +68,8 @@ class TrustedGrader:
     def connect(self, execute) -> None:
         """Install the agent in the kernel (``execute(code)`` runs code there) and open the channel."""
         execute(AGENT_SETUP)
-        self.channel = Channel(self.kc, timeout=max(1.0, self.deadline - time.monotonic()), alive=self.alive)
+        self.channel = Channel(self.kc, timeout=max(1.0, self.deadline - time.monotonic()), alive=self.alive,
+                               deadline=self.deadline)
 
     def run(self, grade_id: str) -> list:
         """The outputs of test cell ``grade_id``.
@@ -60,7 +84,7 @@ class TrustedGrader:
         channel.printed.clear()
         namespace = TestNamespace(environment(self.notebook, channel), channel.get)
         start = time.monotonic()
-        with grading(self.submission):
+        with grading(self.submission), _alarm(self.deadline):
             result = run_cell(source, namespace, filename=f"<test cell {grade_id}>", student_error=StudentError,
                               fatal=(KernelGone,))
         self.seconds[grade_id] = time.monotonic() - start

@@ -66,6 +66,10 @@ class Remote:
     """A handle to an object in the student's kernel. Everything done to it is a request to the kernel."""
 
     __slots__ = ("_channel", "_hid", "_type", "_mro", "_callable", "__weakref__")
+    __array_ufunc__ = None  # NumPy must not treat a handle as an array (it would probe it item by item)
+
+    def __array__(self, *args, **kwargs):
+        raise TypeError(f"the notebook's {self._type.rsplit('.', 1)[-1]} object is not an array")
 
     def __init__(self, channel: "Channel", node: dict):
         object.__setattr__(self, "_channel", channel)
@@ -144,8 +148,9 @@ class Channel:
         alive: a function that says whether the kernel process still runs.
     """
 
-    def __init__(self, kc, timeout: float = 600.0, alive=None):
+    def __init__(self, kc, timeout: float = 600.0, alive=None, deadline: float | None = None):
         self.kc, self.timeout, self.alive = kc, timeout, alive
+        self.deadline = deadline  # time.monotonic() after which no request is made or waited for
         self.comm_id = uuid.uuid4().hex
         self.mirrors: dict[str, weakref.ref] = {}
         self.fingerprints: dict[str, int] = {}
@@ -178,7 +183,9 @@ class Channel:
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise KernelGone(f"the notebook's code did not answer within {self.timeout:g} s")
+                raise KernelGone("time limit reached while the notebook's code ran" if self.deadline is not None and
+                                 time.monotonic() >= self.deadline else
+                                 f"the notebook's code did not answer within {self.timeout:g} s")
             msg = self._get_iopub(min(left, 1.0))
             if msg is None:
                 if self.alive is not None and not self.alive():
@@ -254,6 +261,8 @@ class Channel:
     # --- requests -------------------------------------------------------------------------------------
     def request(self, request: dict):
         """Send one request; return its decoded result, or raise the student's error or KernelGone."""
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            raise KernelGone("time limit reached while the tests talked to the notebook")
         torch = sys.modules.get("torch")
         if torch is not None and "grad" not in request:
             request = {**request, "grad": torch.is_grad_enabled()}
@@ -281,7 +290,8 @@ class Channel:
         # before the next request could push the change; the last reply's mirrors live until it has been pushed.
         self._recent = []
         self.requests += 1
-        reply = self._wait(msg_id, time.monotonic() + self.timeout)
+        limit = time.monotonic() + self.timeout
+        reply = self._wait(msg_id, limit if self.deadline is None else min(limit, self.deadline))
         data = reply["content"].get("data") or {}
         try:
             decoder = Decoder(reply.get("buffers") or [], handle=self._handle, ref=lambda rid, node: self._ref(rid, held),

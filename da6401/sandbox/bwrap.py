@@ -10,9 +10,17 @@ What the kernel sees (everything else of the machine does not exist for it):
 - ``/usr`` (programs and libraries, not ``/usr/local``), a private ``/proc`` and a minimal ``/dev``;
 - one private folder holding the kernel's connection file and its IPC sockets, the only way in or out.
 
-Namespaces: its own user (an unprivileged uid, no capabilities, no further user namespaces), PID (every
-process it starts dies with it), network (no interface but its own loopback), IPC, UTS and cgroup namespaces;
-a new session (no terminal to inject into). Resource limits come from :mod:`da6401.sandbox.limits`.
+Namespaces: PID (every process it starts dies with it), network (no interface but its own loopback), IPC, UTS
+and cgroup namespaces, a new session (no terminal to inject into), and a user namespace that cannot make more.
+Resource limits come from :mod:`da6401.sandbox.limits`.
+
+Who the kernel is on the host matters as much as what it sees: a process that is root on the host, even
+without capabilities and behind read-only mounts, may write what root owns that the mounts leave visible (such
+as ``/proc/sys/kernel/core_pattern``, which runs a program as root on the next crash). So the kernel is never
+root on the host. Run by root, the sandbox is built in two layers: bubblewrap as root makes the mounts and
+namespaces, ``setpriv`` drops to an unprivileged host uid (:attr:`Sandbox.host_uid`) with no capabilities, and a
+second, unprivileged bubblewrap puts the kernel in a user namespace that cannot make further ones. Run by any
+other user, one unprivileged bubblewrap does both, and the kernel is that user, without capabilities.
 """
 from __future__ import annotations
 
@@ -75,6 +83,8 @@ class Sandbox(Configurable):
                     help="Datasets fetched into the data root (from the mirror or the official URLs) before a kernel "
                          "starts: the kernel has no network to fetch them itself.").tag(config=True)
     uid = Integer(1000, help="The kernel's user id inside the sandbox.").tag(config=True)
+    host_uid = Integer(60001, help="When autograde runs as root: the unprivileged host uid (and gid) the kernel runs "
+                                   "as. Use one that owns nothing on the machine.").tag(config=True)
     extra_ro_binds = List(Unicode(), help="More host paths to show read-only at the same path.").tag(config=True)
 
     def probe(self) -> None:
@@ -90,34 +100,67 @@ class Sandbox(Configurable):
             raise SandboxUnavailable(UNAVAILABLE.format(reason=f"`{self.bwrap}` is not installed"))
         with tempfile.TemporaryDirectory() as tmp:
             command = self._namespace_args() + self._system_binds() + self._python_binds() + [
-                "--", sys.executable, "-c", "import os"]
+                "--tmpfs", "/tmp", "--remount-ro", "/", "--", *self._drop_privileges(), sys.executable, "-c",
+                "import os; open('/proc/sys/kernel/core_pattern', 'a')"]
             done = subprocess.run([exe, *command], capture_output=True, text=True, timeout=60, cwd=tmp)
-        if done.returncode != 0:
+        if done.returncode == 0:  # the probe could open a file root owns for writing: the kernel would be root
+            raise SandboxUnavailable(UNAVAILABLE.format(reason="a process in it may write /proc/sys as root"))
+        if "PermissionError" not in done.stderr:
             reason = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
             raise SandboxUnavailable(UNAVAILABLE.format(reason=f"`{self.bwrap}` failed: {reason}"))
 
     # --- pieces of the command line -----------------------------------------------------------------
-    def _namespace_args(self) -> list[str]:
-        return ["--unshare-all", "--unshare-user", "--uid", str(self.uid), "--gid", str(self.uid),
-                "--disable-userns", "--hostname", "sandbox", "--die-with-parent", "--new-session",
-                "--cap-drop", "ALL"]
-
     @staticmethod
-    def _system_binds() -> list[str]:
-        args = []
-        for path in ("/usr/bin", "/usr/lib", "/usr/lib64", "/usr/libexec", "/usr/share/zoneinfo"):
-            if Path(path).exists():
-                args += ["--ro-bind", path, path]
+    def privileged() -> bool:
+        """Is bubblewrap run as root (two layers, see the module docstring), rather than as an ordinary user?"""
+        return os.geteuid() == 0
+
+    def _namespace_args(self) -> list[str]:
+        common = ["--hostname", "sandbox", "--die-with-parent", "--new-session"]
+        if self.privileged():  # the outer, root layer: no user namespace here (it would map the kernel to root)
+            return ["--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try", *common]
+        return ["--unshare-all", "--unshare-user", "--uid", str(self.uid), "--gid", str(self.uid),
+                "--disable-userns", *common, "--cap-drop", "ALL"]
+
+    def _drop_privileges(self) -> list[str]:
+        """After the root layer: become :attr:`host_uid` without capabilities, then enter a user namespace that can
+        make no other (the inner, unprivileged bubblewrap)."""
+        if not self.privileged():
+            return []
+        uid = str(self.host_uid)
+        return [shutil.which("setpriv") or "setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups",
+                "--no-new-privs", "--inh-caps=-all", "--bounding-set=-all", "--",
+                shutil.which(self.bwrap) or self.bwrap, "--unshare-user", "--uid", str(self.uid), "--gid", str(self.uid),
+                "--disable-userns", "--die-with-parent", "--bind", "/", "/", "--"]
+
+    @classmethod
+    def _system_binds(cls) -> list[str]:
+        binds = [path for path in ("/usr/bin", "/usr/lib", "/usr/lib64", "/usr/libexec", "/usr/share/zoneinfo",
+                                   "/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/localtime", "/etc/fonts")
+                 if Path(path).exists()]
+        args = cls._parents(binds)
+        for path in binds:
+            args += ["--ro-bind", path, path]
         for link in ("/bin", "/lib", "/lib64", "/sbin"):
             target = Path(link)
             if target.is_symlink():
                 args += ["--symlink", os.readlink(target), link]
             elif target.is_dir():
                 args += ["--ro-bind", link, link]
-        for path in ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/localtime", "/etc/fonts"):
-            if Path(path).exists():
-                args += ["--ro-bind", path, path]
         return args + ["--proc", "/proc", "--dev", "/dev"]
+
+    @staticmethod
+    def _parents(paths, mounted=("/", "/tmp", "/dev", "/proc")) -> list[str]:
+        """``--dir`` for the ancestors of bind targets, world-readable: bubblewrap would otherwise make them with
+        the host's modes, and a kernel that is not root could not walk through a 0700 /root to its Python.
+        ``mounted``: folders that are mount points already (left as they are)."""
+        made, args = set(mounted), []
+        for path in paths:
+            for parent in reversed(Path(path).parents):
+                if str(parent) not in made:
+                    made.add(str(parent))
+                    args += ["--perms", "0755", "--dir", str(parent)]
+        return args
 
     def _python_binds(self) -> list[str]:
         """The interpreter, its standard library and the environment's site-packages; the course package only
@@ -132,7 +175,8 @@ class Sandbox(Configurable):
                     paths.append(candidate)
         package = Path(da6401.__file__).resolve().parent
         inside_env = any(package.is_relative_to(p) for p in paths)
-        args = []
+        targets = sorted(set(paths)) + [package / n for n in self.student_package] + list(map(Path, self.extra_ro_binds))
+        args = self._parents(targets)
         for path in sorted(set(paths)):
             args += ["--ro-bind", str(path), str(path)]
         if inside_env:  # an installed (not editable) package: hide the trusted parts under empty folders
@@ -165,15 +209,15 @@ class Sandbox(Configurable):
 
         root = Path(self.data_root or data_root()).resolve()
         if not root.is_dir():
-            return ["--dir", DATA]
+            return ["--perms", "0755", "--dir", DATA]
         hidden = {(name, stem) for item in self.withheld_splits for (name, split), stems in SPLIT_FILES.items()
                   if item == f"{name}:{split}" for stem in stems}
-        args = ["--dir", DATA]
-        for path in sorted(root.rglob("*")):
-            relative = path.relative_to(root)
-            stem = path.name.removesuffix(".gz")
-            if path.is_file() and not path.name.startswith(".") and (relative.parts[0], stem) not in hidden:
-                args += ["--ro-bind", str(path), f"{DATA}/{relative.as_posix()}"]
+        files = [(path, f"{DATA}/{path.relative_to(root).as_posix()}") for path in sorted(root.rglob("*"))
+                 if path.is_file() and not path.name.startswith(".")
+                 and (path.relative_to(root).parts[0], path.name.removesuffix(".gz")) not in hidden]
+        args = ["--perms", "0755", "--dir", DATA] + self._parents([inside for _, inside in files], mounted=("/", DATA))
+        for path, inside in files:
+            args += ["--ro-bind", str(path), inside]
         return args
 
     def session(self, submission: Path, assignment: str, limits: Limits, log=None) -> "Session":
@@ -221,7 +265,9 @@ class Session:
         self.sandbox.fetch_data()
         self.private = Path(tempfile.mkdtemp(prefix="da6401-kernel-"))
         self.private.chmod(0o700)
-        self.socket_dir.mkdir()
+        self.socket_dir.mkdir(mode=0o700)
+        if not self.sandbox.run_unsandboxed and self.sandbox.privileged():
+            os.chown(self.socket_dir, self.sandbox.host_uid, self.sandbox.host_uid)  # the kernel makes its sockets here
         _copy_submission(self.submission, self.private / ("work" if self.sandbox.run_unsandboxed else "submission"),
                          list(self.sandbox.exclude_from_copy))
         if not self.sandbox.run_unsandboxed:
@@ -266,15 +312,18 @@ class Session:
             env_args += ["--setenv", name, value]
         scratch = str(self.limits.scratch_bytes)
         mounts = (self.sandbox._system_binds() + self.sandbox._python_binds() + self.sandbox._data_binds()
-                  + ["--size", scratch, "--tmpfs", HOME, "--size", scratch, "--tmpfs", "/tmp",
-                     "--size", scratch, "--tmpfs", "/dev/shm",
-                     "--ro-bind", str(self.private / "submission"), SUBMISSION,
-                     "--bind", str(self.socket_dir), str(self.socket_dir), "--chdir", HOME])
+                  + self.sandbox._parents([HOME])
+                  + ["--perms", "1777", "--size", scratch, "--tmpfs", HOME,
+                     "--perms", "1777", "--size", scratch, "--tmpfs", "/tmp",
+                     "--perms", "1777", "--size", scratch, "--tmpfs", "/dev/shm"]
+                  + self.sandbox._parents([SUBMISSION, self.socket_dir], mounted=("/", "/tmp", HOME, "/home"))
+                  + ["--ro-bind", str(self.private / "submission"), SUBMISSION,
+                     "--bind", str(self.socket_dir), str(self.socket_dir), "--chdir", HOME, "--remount-ro", "/"])
         start = (f"mkdir -p {shlex.quote(self.workdir)} && cp -R {SUBMISSION}/. {shlex.quote(self.workdir)} "
                  f"&& cd {shlex.quote(self.workdir)} && exec \"$@\"")
         launcher = [sys.executable, "-m", "da6401.sandbox.launch", *rlimit_args(self.limits, self.cgroup), "--"]
         bwrap = [shutil.which(self.sandbox.bwrap) or self.sandbox.bwrap, *self.sandbox._namespace_args(),
-                 *env_args, *mounts, "--", "/bin/sh", "-c", start, "sh"]
+                 *env_args, *mounts, "--", *self.sandbox._drop_privileges(), "/bin/sh", "-c", start, "sh"]
         return launcher + bwrap + kernel_cmd
 
     def seal(self) -> None:

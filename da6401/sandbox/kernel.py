@@ -28,6 +28,16 @@ class SandboxedKernelManager(AsyncKernelManager):
             self._connect_control_socket()
             self.session.send(self._control_socket, self.session.msg("interrupt_request", content={}))
 
+    def write_connection_file(self, **kwargs):
+        """Write the connection file where the kernel, an unprivileged user in the sandbox, can read it."""
+        result = super().write_connection_file(**kwargs)
+        session = self.sandbox_session
+        if not session.sandbox.run_unsandboxed and session.sandbox.privileged():
+            import os
+
+            os.chown(self.connection_file, session.sandbox.host_uid, session.sandbox.host_uid)
+        return result
+
     def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
         return self.sandbox_session.wrap(super().format_kernel_cmd(extra_arguments))
 
