@@ -62,3 +62,53 @@ def test_test_accuracy_of_a_constant_model_is_one_tenth(needs_data, capsys):
     with pytest.raises(AssertionError, match="CIFAR-10 test accuracy is 0.1000; it must be at least 0.70"):
         cifar.assert_test_accuracy(Constant(), bar=0.70)
     assert "CIFAR-10 test accuracy: 0.1000" in capsys.readouterr().out
+
+
+class _PositionLookup(torch.nn.Module):
+    """A cheat: answers by counting the images it has seen (CIFAR-10's test file is sorted by class)."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = 0
+
+    def forward(self, x):
+        position = torch.arange(self.seen, self.seen + len(x))
+        self.seen += len(x)
+        return torch.nn.functional.one_hot((position // 1000) % 10, 10).float()
+
+
+class _PixelLookup(torch.nn.Module):
+    """A cheat: a table from the test images' exact (normalised) pixels to their labels."""
+
+    def __init__(self, x, y):
+        super().__init__()
+        self.table = {row.numpy().tobytes(): int(label) for row, label in zip(x, y)}
+
+    def forward(self, x):
+        labels = torch.tensor([self.table.get(row.numpy().tobytes(), 0) for row in x])
+        return torch.nn.functional.one_hot(labels, 10).float()
+
+
+@pytest.mark.parametrize("make_cheat", [lambda x, y: _PositionLookup(), _PixelLookup], ids=["by_position", "by_pixels"])
+def test_a_lookup_of_the_public_test_set_aces_it_in_the_files_order_but_not_as_graded(make_cheat):
+    """Does a table of the public test set (by position, or by exact pixels) score 100 % on the test split as it
+    is on disk, and about chance on the grader's order and perturbation of it?"""
+    from da6401.grader.models import accuracy
+
+    x, y = cifar.normalised("test")
+    assert accuracy(make_cheat(x, y), x, y) == 1.0, "the cheat should work on the plain test set"
+    gx, gy = cifar.graded_test_set()
+    assert accuracy(make_cheat(x, y), gx, gy) < 0.15
+
+
+def test_the_graded_test_set_is_the_test_set_in_another_order_and_barely_changed():
+    """Are the graded images the test images (flipped or not) within +-2 levels, every label kept, in another order?"""
+    images, labels = load_cifar10("test")
+    gx, gy = cifar.graded_test_set()
+    assert sorted(gy.tolist()) == sorted(labels.tolist()) and gy.tolist() != labels.tolist()
+    mean, std = cifar.split_stats("train")
+    back = (gx.permute(0, 2, 3, 1).numpy() * std + mean) * 255.0
+    order = np.random.default_rng(cifar.GRADED_SEED).permutation(len(images))
+    original = images[order].astype(np.float64)
+    deviation = np.minimum(np.abs(back - original).max(axis=(1, 2, 3)), np.abs(back - original[:, :, ::-1]).max(axis=(1, 2, 3)))
+    assert deviation.max() <= 2.01, f"an image moved by {deviation.max():.2f} levels"

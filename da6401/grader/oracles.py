@@ -48,6 +48,7 @@ def check_optimizer_against_torch(optimizer, torch_name: str, torch_kwargs: dict
     import torch
 
     from da6401.grader.checks import assert_close, unseen_rng
+    from da6401.student.checks import OPTIMIZER_BAND
     from da6401.student.objects import type_name
 
     rng = unseen_rng(seed)
@@ -61,4 +62,4 @@ def check_optimizer_against_torch(optimizer, torch_name: str, torch_kwargs: dict
             t.grad = torch.tensor(g)
         reference.step()
         for i, (p, t) in enumerate(zip(params, tensors)):
-            assert_close(p, t.detach().numpy(), tol=1e-9, name=f"{type_name(optimizer)}: params[{i}] after step {step}")
+            assert_close(p, t.detach().numpy(), tol=OPTIMIZER_BAND, name=f"{type_name(optimizer)}: params[{i}] after step {step}")

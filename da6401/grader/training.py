@@ -18,6 +18,7 @@ from typing import Callable
 
 import torch
 
+from da6401.student.checks import FRACTION_BAND
 from da6401.student.objects import is_instance, kernel_of
 
 
@@ -184,9 +185,9 @@ def check_evaluate(evaluate: Callable, seed: int = 0) -> None:
     assert type(got) in (float, int) or (isinstance(got, torch.Tensor) and got.numel() == 1), (
         f"evaluate returned {type(got).__name__}; return the accuracy as a float")
     got = float(got)
-    assert abs(got - expected) < 1e-6, (
+    assert abs(got - expected) < FRACTION_BAND, (
         f"evaluate gave {got:.4f} on {len(x)} examples in batches of 25; their accuracy is {expected:.4f}"
         + (" (that is the mean of the per-batch accuracies: weigh each batch by its size)"
-           if abs(got - by_batch) < 1e-6 else "")
+           if abs(got - by_batch) < FRACTION_BAND else "")
         + (" (the model stayed in train mode: call model.eval())" if got == 0.0 else ""))
     assert int(model.calls_with_grad) == 0, "evaluate ran the model with autograd on: wrap it in torch.no_grad()"

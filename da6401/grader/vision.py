@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from da6401.grader.checks import assert_close
+from da6401.student.checks import FLOAT32_BAND
 
 
 def _distinct_images(n: int, c: int = 3, h: int = 8, w: int = 8, seed: int = 0) -> torch.Tensor:
@@ -85,8 +86,8 @@ def check_channel_stats(channel_stats: Callable, seed: int = 0) -> None:
     images = (rng.beta(2, 5, size=(64, 6, 5, 3)) * np.array([255, 200, 120])).astype(np.uint8)
     mean, std = channel_stats(images)
     scaled = images / 255.0
-    assert_close(np.asarray(mean, dtype=np.float64), scaled.mean(axis=(0, 1, 2)), tol=1e-4, name="channel means")
-    assert_close(np.asarray(std, dtype=np.float64), scaled.std(axis=(0, 1, 2)), tol=1e-3, name="channel stds")
+    assert_close(np.asarray(mean, dtype=np.float64), scaled.mean(axis=(0, 1, 2)), tol=FLOAT32_BAND, name="channel means")
+    assert_close(np.asarray(std, dtype=np.float64), scaled.std(axis=(0, 1, 2)), tol=FLOAT32_BAND, name="channel stds")
 
 
 def check_normalise(normalise: Callable, seed: int = 0) -> None:
@@ -97,4 +98,4 @@ def check_normalise(normalise: Callable, seed: int = 0) -> None:
     mean, std = torch.tensor([0.2, 0.5, 0.7]), torch.tensor([0.3, 0.1, 0.25])
     out = normalise(x.clone(), mean, std)
     expected = (x - mean[:, None, None]) / std[:, None, None]
-    assert_close(torch.as_tensor(out).double().numpy(), expected.double().numpy(), tol=1e-5, name="normalise(x)")
+    assert_close(torch.as_tensor(out).double().numpy(), expected.double().numpy(), tol=FLOAT32_BAND, name="normalise(x)")

@@ -1,8 +1,9 @@
-"""Numerical checks with failure messages a student can act on.
+"""Numerical checks with failure messages a student can act on, and the tolerance bands every check uses.
 
-Relative-error bands follow CS231n: in float64 a faithful re-implementation is
-below 1e-7, an analytic gradient against central differences below 1e-6 (smooth
-functions); above 1e-2 it is wrong.
+Relative-error bands follow CS231n: in float64 a faithful re-implementation is below 1e-7, an analytic gradient
+against central differences below 1e-6 (smooth functions); above 1e-2 it is wrong. Each band below says why it
+is what it is: the dtype the contract allows and the conditioning of what is compared. Every bug the tests name
+(a missing term, a wrong axis, a forgotten scale) is above 1e-2, far outside all of them.
 """
 from __future__ import annotations
 
@@ -10,8 +11,25 @@ from typing import Callable
 
 import numpy as np
 
-GOOD_BAND = 1e-7  # an exact re-implementation compared with an oracle, in float64
-FD_BAND = 1e-6  # analytic vs central differences (h = 1e-5) on smooth functions; ~1e-8 is typical
+# float64, the same formula as the oracle's, maybe summed in another order: agreement to ~1e-15 per operation, and
+# to ~1e-12 after sums of thousands of terms; 1e-7 leaves room for a stable but different formulation
+# (log-sum-exp against softmax-then-log) without letting a real mistake through.
+GOOD_BAND = 1e-7
+# float64 analytic gradient against central differences with h = 1e-5: truncation O(h^2) ~ 1e-10 and rounding
+# ~ eps / h ~ 1e-11 relative for well-scaled smooth functions; ~1e-8 is typical, 1e-6 is CS231n's "ok".
+FD_BAND = 1e-6
+# float32 (the dtype a PyTorch model or a NumPy student computes in by default) against a float64 oracle:
+# eps32 = 1.2e-7, grown by the sums and products of a layer (hundreds of terms) to ~1e-6; 1e-5 is the band.
+FLOAT32_BAND = 1e-5
+# A scalar loss of float32 logits (a mean over a batch of softplus or log-softmax terms) against the float64
+# oracle, relative: ~1e-6 from float32 rounding, up to ~1e-5 where the student's stable form differs from the
+# oracle's (softplus vs BCE-with-logits); 1e-4 keeps a factor of ten from both and 1e-2 from any real bug.
+LOSS_BAND = 1e-4
+# Six float64 optimiser steps against torch.optim with the same hyper-parameters: ~1e-15 per step; 1e-9 still
+# tells "sqrt(s) + eps" from "sqrt(s + eps)" (eps = 1e-8 moves a step by ~1e-8 relative where s is small).
+OPTIMIZER_BAND = 1e-9
+# An accuracy, a fraction k / n, returned as float32 (0.6 is 0.6000000238): 6e-8 off at most.
+FRACTION_BAND = 1e-6
 WRONG_BAND = 1e-2
 
 
