@@ -282,3 +282,59 @@ def test_a_generator_checkpoint_loads_into_its_class(tmp_path):
     assert torch.allclose(loaded.project[0].weight, G.project[0].weight.half().float())
     with pytest.raises(CheckpointError, match="different architecture"):
         load_generator(UpsampleGenerator, tmp_path / "g.pt")
+
+
+# --- generated, not retrieved ----------------------------------------------------------------------------
+class HashLookup(nn.Module):
+    """A cheat: returns the real image its code's hash picks (optionally with noise), ignoring every weight."""
+
+    def __init__(self, images, noise: float = 0.0, quantum: float | None = None):
+        super().__init__()
+        self.latent_dim, self.images, self.noise, self.quantum = 100, images, noise, quantum
+
+    def forward(self, z):
+        import hashlib
+
+        keys = z if self.quantum is None else torch.round(z / self.quantum)
+        picks = [int(hashlib.sha256(k.numpy().tobytes()).hexdigest()[:8], 16) % len(self.images) for k in keys]
+        g = torch.Generator().manual_seed(len(z))
+        return (self.images[picks] + self.noise * torch.randn(len(picks), 1, 28, 28, generator=g)).clamp(-1, 1)
+
+
+@pytest.fixture(scope="module")
+def mnist_test(needs_data):
+    from da6401.grader.judge import mnist_as_gan_images
+
+    return mnist_as_gan_images("test")
+
+
+@pytest.mark.parametrize("cheat", ["test_digits", "noisy_training_digits", "shifted_training_digits",
+                                   "mirrored_training_digits"])
+def test_real_digits_handed_back_pass_the_judge_but_fail_as_near_copies(mnist_train, mnist_test, cheat):
+    """Do real digits picked by a hash of z (test or training digits, with noise of sigma 0.3, shifted by two
+    pixels, or mirrored) pass the judge's distance, and fail the near-copy check with the count of near-copies?"""
+    from da6401.grader.generative import assert_new_digits
+
+    train, test = mnist_train[0], mnist_test[0]
+    images = {"test_digits": test, "training_digits": train, "noisy_training_digits": train,
+              "shifted_training_digits": torch.roll(train, (2, -1), (2, 3)),
+              "mirrored_training_digits": train.flip(-1)}[cheat]
+    G = HashLookup(images, noise=0.3 if cheat.startswith("noisy") else 0.0)
+    if cheat in ("test_digits", "noisy_training_digits"):
+        assert_sample_quality(G)  # the judge alone would pass them (a trained generator passes both checks:
+        # test_thresholds.py measures the reference's samples)
+    with pytest.raises(AssertionError, match=r"near-copies of real MNIST digits \(\d+ of 1000"):
+        assert_new_digits(G)
+
+
+@pytest.mark.parametrize("quantum", [None, 0.5, 2.0])
+def test_a_lookup_by_z_jumps_along_straight_lines(mnist_train, quantum):
+    """Does a generator that looks its image up by z (exactly, or by z rounded to a grid) fail the smoothness
+    check, whose bar a network passes (an untrained one too: the check is about z, not quality)?"""
+    from da6401.grader.generative import assert_smooth_in_z
+
+    with pytest.raises(AssertionError, match="jump"):
+        assert_smooth_in_z(HashLookup(mnist_train[0], quantum=quantum))
+    torch.manual_seed(0)
+    tortuosity, share = assert_smooth_in_z(UpsampleGenerator().eval())
+    assert tortuosity < 6 and share < 0.35

@@ -83,22 +83,54 @@ def test_sample_submission_scores_as_expected(autograded, assignment, name):
     assert not wrong, f"{assignment}/{name}: {wrong}"
 
 
+def hidden_source_lines(assignment: str) -> set[str]:
+    """Lines of the hidden tests of an assignment's source notebooks (whitespace-normalised, at least 16
+    characters, and not also a line of a released notebook: those a student has seen anyway)."""
+    normalise = lambda line: " ".join(line.split())  # noqa: E731
+    released = {normalise(line) for nb in (REPO / "release" / assignment).glob("*.ipynb")
+                for cell in nbformat.read(nb, as_version=4).cells for line in cell.source.splitlines()}
+    hidden = set()
+    for nb in (REPO / "source" / assignment).glob("*.ipynb"):
+        for cell in nbformat.read(nb, as_version=4).cells:
+            inside = False
+            for line in cell.source.splitlines():
+                if "BEGIN HIDDEN TESTS" in line:
+                    inside = True
+                elif "END HIDDEN TESTS" in line:
+                    inside = False
+                elif inside and len(normalise(line)) >= 16 and normalise(line) not in released:
+                    hidden.add(normalise(line))
+    return hidden
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("assignment", sorted({a for a, _ in CASES}))
-def test_feedback_is_generated_without_hidden_test_code(autograded, assignment):
-    """Is there a feedback page per graded submission, showing failure reports but no hidden test code?"""
+def test_feedback_shows_no_line_of_hidden_tests_and_agrees_with_the_score_report(autograded, assignment):
+    """Is there a feedback page per graded submission that shows no line of hidden-test source (in the cell, the
+    report or a traceback), and whose total is the score report's?"""
+    import html as html_lib
+
     course, scores = autograded(assignment)
-    defined = lambda folder: {name for nb in (REPO / folder / assignment).glob("*.ipynb")
-                              for name in re.findall(r"def (test_\w+)", nb.read_text())}
-    hidden_defs = defined("source") - defined("release")
-    assert hidden_defs, "the source notebook has no hidden tests to hide"
-    for student in scores:
+    hidden = hidden_source_lines(assignment)
+    assert len(hidden) > 10, "the source notebooks should have hidden tests for this test to mean something"
+    for student, cells in scores.items():
         pages = list((course / "feedback" / student / assignment).glob("*.html"))
         assert pages, f"no feedback page for {student}"
-        html = pages[0].read_text()
-        assert "lines of hidden tests" in html
-        shown = {name for name in hidden_defs if f"def {name}" in html}
-        assert not shown, f"feedback for {student} shows hidden test code: {shown}"
+        for page in pages:
+            text = html_lib.unescape(re.sub(r"<[^>]+>", "", page.read_text()))
+            words = " ".join(text.split())
+            shown = [line for line in hidden if line in words]
+            assert not shown, f"feedback for {student} ({page.name}) shows hidden test code: {shown[:3]}"
+            total, out_of = map(float, re.search(rf"{page.stem} \(Score: ([\d.]+) / ([\d.]+)\)", text).groups())
+            own = [cell for cell in graded_cells_of_notebook(assignment, page.stem) if cell in cells]
+            assert total == sum(cells[c][0] or 0 for c in own), f"{student}: feedback total {total} vs the score report"
+
+
+def graded_cells_of_notebook(assignment: str, notebook: str) -> list[str]:
+    """grade_ids of every graded cell (tests and written answers) of one source notebook."""
+    path = REPO / "source" / assignment / f"{notebook}.ipynb"
+    return [c.metadata["nbgrader"]["grade_id"] for c in nbformat.read(path, as_version=4).cells
+            if c.metadata.get("nbgrader", {}).get("grade")]
 
 
 def test_an_edit_that_no_longer_applies_fails_loudly():

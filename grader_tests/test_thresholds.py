@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import nbformat
 import pytest
 
-from da6401.grader.generative import FID_BAR, FID_BAR_MARGIN
+from da6401.grader.generative import FID_BAR, FID_BAR_MARGIN, NEAR_COPY_BAR, TORTUOSITY_BAR
 
 pytestmark = pytest.mark.slow
 
@@ -30,8 +30,9 @@ class Bar:
 
 
 BARS = [
-    Bar("a1_mlp", "mlp_backprop.ipynb", "test_mnist_accuracy", r"MNIST test accuracy: (\d\.\d+)", 0.97, 0.975,
-        ("linear_classifier_only",)),
+    Bar("a1_mlp", "mlp_backprop.ipynb", "test_mnist_accuracy",
+        r"MNIST test accuracy of the submitted weights \([^)]*\): (\d\.\d+)", 0.97, 0.975,
+        ("linear_classifier_only", "relu_grad_mask_inverted")),
     Bar("a2_cnn", "cnn_cifar10.ipynb", "test_checkpoint_accuracy", r"CIFAR-10 test accuracy: (\d\.\d+)", 0.70, 0.85,
         ("linear_classifier_baseline", "mlp_baseline")),
     Bar("a3_seq2seq", "seq2seq_translation.ipynb", "test_checkpoint_bleu",
@@ -39,6 +40,13 @@ BARS = [
         ("no_attention_baseline", "one_epoch_baseline")),
     Bar("a4_generative", "dcgan.ipynb", "dcgan_test_sample_quality", r"Frechet distance (\d+\.\d+)",
         FID_BAR, FID_BAR_MARGIN, ("dcgan_untrained_generator", "dcgan_mode_collapse_single_digit"),
+        lower_is_better=True, reference="dcgan_reference"),
+    # Generated, not retrieved: the reference's samples are new digits, real digits handed back are not (percent).
+    Bar("a4_generative", "dcgan.ipynb", "dcgan_test_sample_quality", r"(\d+)% of 1000 samples lie closer",
+        100 * NEAR_COPY_BAR, 35, ("dcgan_returns_training_digits", "dcgan_returns_noisy_training_digits"),
+        lower_is_better=True, reference="dcgan_reference"),
+    Bar("a4_generative", "dcgan.ipynb", "dcgan_test_sample_quality", r"distance between the ends (\d+\.\d+)",
+        TORTUOSITY_BAR, 4.0, ("dcgan_returns_training_digits", "dcgan_returns_noisy_training_digits"),
         lower_is_better=True, reference="dcgan_reference"),
     Bar("a4_generative", "vit.ipynb", "vit_test_checkpoint_accuracy", r"CIFAR-10 test accuracy: (\d\.\d+)", 0.65, 0.67,
         ("vit_no_position_embedding", "vit_one_epoch_baseline"), reference="vit_reference"),
@@ -53,7 +61,7 @@ def measured_accuracy(course, bar: Bar, student: str) -> float:
     return float(found[-1])
 
 
-@pytest.mark.parametrize("bar", BARS, ids=lambda b: b.notebook)
+@pytest.mark.parametrize("bar", BARS, ids=lambda b: f"{b.notebook}:{b.printed[:24]}")
 def test_reference_clears_the_bar_with_margin_and_weak_baselines_fail_it(autograded, bar):
     """Does the reference reach the margin beyond the bar while each weak baseline, trained the same way, falls short?"""
     course, _ = autograded(bar.assignment)

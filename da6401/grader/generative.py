@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from da6401.grader.checkpoints import count_parameters, load_into
 from da6401.grader.checks import assert_close, call_student
+from da6401.student.checks import LOSS_BAND
 from da6401.grader.judge import judge_samples
 from da6401.grader.models import _forward
 from da6401.student.objects import is_instance, type_name, value_and_grad
@@ -123,11 +124,11 @@ def check_discriminator_loss(discriminator_loss: Callable, seed: int = 0) -> Non
         got, (g_real, g_fake) = _scalar(discriminator_loss, real, fake)
         want = _bce(real, 1.0) + _bce(fake, 0.0)
         assert torch.isfinite(got), f"on {name} the loss is {got.item()}: compute it from logits stably (softplus or BCE with logits)"
-        assert_close(got.item(), want.item(), tol=1e-4, name=f"discriminator loss on {name}")
+        assert_close(got.item(), want.item(), tol=LOSS_BAND, name=f"discriminator loss on {name}")
         assert g_real is not None and g_fake is not None, "the loss does not depend on both batches of logits"
-        assert_close(g_real.numpy(), -torch.sigmoid(-real).numpy() / len(real), tol=1e-4,
+        assert_close(g_real.numpy(), -torch.sigmoid(-real).numpy() / len(real), tol=LOSS_BAND,
                      name=f"gradient w.r.t. the real logits ({name})")
-        assert_close(g_fake.numpy(), torch.sigmoid(fake).numpy() / len(fake), tol=1e-4,
+        assert_close(g_fake.numpy(), torch.sigmoid(fake).numpy() / len(fake), tol=LOSS_BAND,
                      name=f"gradient w.r.t. the fake logits ({name})")
 
 
@@ -141,13 +142,13 @@ def check_generator_loss(generator_loss: Callable, seed: int = 0) -> None:
         assert torch.isfinite(got), f"on {name} the loss is {got.item()}: compute it from logits stably"
         want = _bce(fake, 1.0)
         saturating = -_bce(fake, 0.0)
-        if abs(got.item() - saturating.item()) < 1e-4 * max(1.0, abs(saturating.item())):
+        if abs(got.item() - saturating.item()) < LOSS_BAND * max(1.0, abs(saturating.item())):
             raise AssertionError(f"on {name} the generator loss equals mean log(1 - D(G(z))) = {saturating.item():.4f}: "
                                  "the saturating loss, whose gradient vanishes when D rejects the fakes; "
                                  "use the non-saturating -mean log D(G(z))")
-        assert_close(got.item(), want.item(), tol=1e-4, name=f"generator loss on {name}")
+        assert_close(got.item(), want.item(), tol=LOSS_BAND, name=f"generator loss on {name}")
         assert g_fake is not None, "the loss does not depend on the fake logits"
-        assert_close(g_fake.numpy(), -torch.sigmoid(-fake).numpy() / len(fake), tol=1e-4,
+        assert_close(g_fake.numpy(), -torch.sigmoid(-fake).numpy() / len(fake), tol=LOSS_BAND,
                      name=f"gradient w.r.t. the fake logits ({name})")
 
 
@@ -240,7 +241,7 @@ def check_d_step(d_step: Callable, discriminator_loss: Callable, seed: int = 0, 
         for p, before in zip(G.parameters(), g_before):
             assert torch.equal(p.detach(), before), "d_step changed the generator; it must update the discriminator only"
         want = _oracle_step(D_oracle, discriminator_loss, [D_oracle(real), D_oracle(G(z).detach())], lr=0.5)
-        assert_close(loss, want, tol=1e-4, name=f"d_step's returned loss (step {step + 1})")
+        assert_close(loss, want, tol=LOSS_BAND, name=f"d_step's returned loss (step {step + 1})")
         _assert_step(D, d_before, D_oracle, f"d_step, step {step + 1}")
 
 
@@ -260,7 +261,7 @@ def check_g_step(g_step: Callable, generator_loss: Callable, seed: int = 0, step
         for p, before in zip(D.parameters(), d_before):
             assert torch.equal(p.detach(), before), "g_step changed the discriminator; it must update the generator only"
         want = _oracle_step(G_oracle, generator_loss, [D(G_oracle(z))], lr=0.5)
-        assert_close(loss, want, tol=1e-4, name=f"g_step's returned loss (step {step + 1})")
+        assert_close(loss, want, tol=LOSS_BAND, name=f"g_step's returned loss (step {step + 1})")
         _assert_step(G, g_before, G_oracle, f"g_step, step {step + 1}")
 
 
