@@ -56,8 +56,9 @@ c.Autograde.pre_convert_hook = lambda **kw: Sandbox(config=c).probe()
 # c.SandboxLimits.per_assignment = {"a2_cnn": {"notebook_seconds": 1200}}
 # Only for notebooks you trust: c.Sandbox.run_unsandboxed = True
 
-# Feedback shows each test cell's report but not the hidden tests' code. Pages that show a student's notebook
-# (feedback, formgrader) clean the HTML they render: a written answer may hold a script.
+# Feedback shows each test cell's report but not the hidden tests' code. The autograded notebook it is made from
+# (and formgrader shows) was cleaned by SanitizeOutputs: nbgrader's own templates render Markdown uncleaned.
+# sanitize_html cleans what the stock nbconvert templates render (an exported notebook, say).
 c.GenerateFeedback.preprocessors = [HideHiddenTests, GetGrades, CSSHTMLHeaderPreprocessor]
 c.HTMLExporter.sanitize_html = True
 

@@ -39,7 +39,9 @@ CONTAINED = {"attack_course_leaves_a_daemon", "attack_daemon_double_fork", "atta
              "attack_daemon_sabotages_next_kernels", "attack_disk_fill", "attack_escape_proc_ptrace_chroot",
              "attack_files_hijack_kernel_launcher", "attack_files_shadow_ipytest", "attack_feedback_xss",
              "attack_infinite_loop", "attack_kernel_refuses_shutdown", "attack_network_loopback_ports",
-             "attack_persist_cron_shell_git_hooks",
+             "attack_persist_cron_shell_git_hooks", "attack_persist_ipython_startup", "attack_persist_site_packages",
+             "attack_read_secrets", "attack_stop_grader", "attack_tamper_instructor_files",
+             "attack_unix_sockets_and_other_kernels", "attack_fork_bomb", "attack_spawn_many_processes",
              *(n for n in ATTACKS if n.startswith("attack_forge_"))}
 
 
@@ -88,8 +90,8 @@ def test_no_attack_reaches_a_student_graded_after_it(protected, student):
 
 
 def test_no_script_from_a_notebook_reaches_its_feedback_page(protected):
-    """Do the scripts, event handlers and javascript: links a notebook emits reach neither its autograded copy's
-    outputs nor its feedback page in a form a browser would run?"""
+    """Do the scripts, event handlers and javascript: links a notebook emits, or writes in a written answer, reach
+    neither its autograded copy (which formgrader shows) nor its feedback page in a form a browser would run?"""
     import html as html_lib
 
     course, _, _ = protected
@@ -101,6 +103,10 @@ def test_no_script_from_a_notebook_reaches_its_feedback_page(protected):
     assert "da6401-xss" in html_lib.unescape(page), "the payload should still be shown, as text"
     outputs = outputs_text(course, "attack_feedback_xss")
     assert "application/javascript" not in outputs and "<script>" not in outputs
+    # formgrader renders the autograded notebook's written answers as they are: they must be clean too
+    path = next((course / "autograded" / "attack_feedback_xss" / "a1_mlp").glob("*.ipynb"))
+    answers = [c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "markdown"]
+    assert not [a for a in answers if re.search(r"<script|onerror\s*=", a)], "a written answer keeps its script"
 
 
 def test_course_files_and_the_package_are_byte_identical_after_the_attacks(protected):
@@ -117,14 +123,23 @@ def test_nothing_reached_the_listeners_on_the_grading_machine(protected):
 
 
 def test_nothing_is_planted_for_the_staff_to_run_later(protected):
-    """Do the persistence attacks' cron entries, shell start-up lines, ld.so.preload and log (all inside their
-    sandbox's throwaway home and /tmp) leave no trace on the grading machine?"""
+    """Do the persistence attacks (cron entries, shell start-up lines, ld.so.preload, git hooks, IPython start-up
+    files, kernelspecs, .pth and sitecustomize files, a user nbgrader_config.py: all written inside their sandbox's
+    throwaway home and /tmp) leave no trace on the grading machine?"""
+    import site
+    import sys
+
     home = Path.home()
-    planted = [p for p in [*Path("/etc/cron.d").glob("*"), Path("/etc/ld.so.preload"), *Path("/etc/profile.d").glob("*"),
-                           home / ".bashrc", home / ".profile", home / ".zshrc",
-                           home / ".config/systemd/user/da6401-attack.service", *(REPO / ".git/hooks").glob("*")]
-               if p.is_file() and "da6401-attack" in p.read_text(errors="replace")]
-    assert not planted and not Path("/tmp/da6401-attack-persist.log").exists(), f"planted: {planted}"
+    site_dirs = {Path(p) for p in [*site.getsitepackages(), site.getusersitepackages()]}
+    candidates = [*Path("/etc/cron.d").glob("*"), Path("/etc/ld.so.preload"), *Path("/etc/profile.d").glob("*"),
+                  home / ".bashrc", home / ".profile", home / ".zshrc", home / ".config/systemd/user/da6401-attack.service",
+                  *(REPO / ".git/hooks").glob("*"), *(home / ".ipython/profile_default/startup").glob("*"),
+                  home / ".jupyter/nbgrader_config.py", *(home / ".local/share/jupyter/kernels").glob("*/kernel.json"),
+                  *(Path(sys.prefix) / "share/jupyter/kernels").glob("*/kernel.json"),
+                  *(p for d in site_dirs for p in [*d.glob("*.pth"), d / "sitecustomize.py", d / "usercustomize.py"])]
+    planted = [p for p in candidates if p.is_file() and "da6401-attack" in p.read_text(errors="replace")]
+    logs = sorted(Path("/tmp").glob("da6401-attack*"))  # what a payload that ran outside would have written
+    assert not planted and not logs, f"planted: {planted}, payloads that ran: {logs}"
 
 
 def test_no_process_of_a_submission_outlives_grading(protected):

@@ -41,6 +41,15 @@ PROBE = textwrap.dedent('''
         facts["host_sysctl"] = "written"
     except OSError as e:
         facts["host_sysctl"] = type(e).__name__
+    facts["devices"] = {}
+    for device in ("/dev/null", "/dev/urandom", "/dev/zero"):
+        try:
+            with open(device, "rb") as f:
+                facts["devices"][device] = len(f.read(4))
+        except OSError as e:
+            facts["devices"][device] = type(e).__name__
+    import torch
+    facts["torch"] = float(torch.ones(3).sum()) + 0 * float(torch.randn(2).sum())
     from da6401.data import load_mnist
     facts["train"] = load_mnist("train")[0].shape[0]
     try:
@@ -97,6 +106,12 @@ def test_the_kernel_runs_unprivileged_without_network_or_the_graders_environment
 def test_the_kernel_is_not_root_on_the_host(inside):
     """Can the kernel not write what root owns on the host (the crash handler in /proc/sys, which runs as root)?"""
     assert inside["host_sysctl"] == "PermissionError"
+
+
+def test_the_kernel_can_use_the_devices_and_torch(inside):
+    """Can the kernel read /dev/null, /dev/urandom and /dev/zero (torch opens /dev/urandom) and run torch?"""
+    assert inside["devices"] == {"/dev/null": 0, "/dev/urandom": 4, "/dev/zero": 4}
+    assert inside["torch"] == 3.0
 
 
 def test_the_kernel_gets_the_training_data_but_not_the_test_split(inside):

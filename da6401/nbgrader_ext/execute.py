@@ -254,18 +254,19 @@ class SandboxedExecute(Execute):
         size = _size(msg.get("content", {}))
         room = min(self.limits.output_bytes_per_cell - self._cell_bytes,
                    self.limits.output_bytes_per_notebook - self._notebook_bytes)
-        if size > room:
-            content = msg.get("content", {})
+        if size > room:  # keep what fits of a stream, then say once that output was cut
+            kept = None
             if msg.get("msg_type") == "stream" and room > 0:
-                content["text"] = content["text"][:room]
-                size = room
-            else:
-                if not self._cut:
-                    self._cut = True
-                    outs.append(new_output("stream", name="stdout", text=(
-                        f"\n[output cut: this notebook may keep {self.limits.output_bytes_per_cell / MiB:g} MiB of "
-                        f"output per cell and {self.limits.output_bytes_per_notebook / MiB:g} MiB in all]\n")))
-                return None
+                msg["content"]["text"] = msg["content"]["text"][:room]
+                self._cell_bytes += room
+                self._notebook_bytes += room
+                kept = super().output(outs, msg, display_id, cell_index)
+            if not self._cut:
+                self._cut = True
+                outs.append(new_output("stream", name="stdout", text=(
+                    f"\n[output cut: this notebook may keep {self.limits.output_bytes_per_cell / MiB:g} MiB of "
+                    f"output per cell and {self.limits.output_bytes_per_notebook / MiB:g} MiB in all]\n")))
+            return kept
         self._cell_bytes += size
         self._notebook_bytes += size
         return super().output(outs, msg, display_id, cell_index)

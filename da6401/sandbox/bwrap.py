@@ -124,14 +124,16 @@ class Sandbox(Configurable):
 
     def _drop_privileges(self) -> list[str]:
         """After the root layer: become :attr:`host_uid` without capabilities, then enter a user namespace that can
-        make no other (the inner, unprivileged bubblewrap)."""
+        make no other (the inner, unprivileged bubblewrap). It keeps the outer layer's mounts with ``--dev-bind``: a
+        plain ``--bind`` would remount them all ``nodev``, and the outer layer's /dev (null, zero, urandom, ...; no
+        disk) would be unusable (torch cannot start without /dev/urandom)."""
         if not self.privileged():
             return []
         uid = str(self.host_uid)
         return [shutil.which("setpriv") or "setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups",
                 "--no-new-privs", "--inh-caps=-all", "--bounding-set=-all", "--",
                 shutil.which(self.bwrap) or self.bwrap, "--unshare-user", "--uid", str(self.uid), "--gid", str(self.uid),
-                "--disable-userns", "--die-with-parent", "--bind", "/", "/", "--"]
+                "--disable-userns", "--die-with-parent", "--dev-bind", "/", "/", "--"]
 
     @classmethod
     def _system_binds(cls) -> list[str]:
