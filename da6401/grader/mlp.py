@@ -17,6 +17,7 @@ elsewhere is charged to its own cell.
 from __future__ import annotations
 
 import zipfile
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -87,12 +88,21 @@ def logits(weights, biases, activation: str, x: np.ndarray) -> np.ndarray:
     return h
 
 
+@lru_cache(maxsize=2)
 def mnist_inputs(split: str) -> tuple[np.ndarray, np.ndarray]:
-    """An MNIST split as the notebook's ``preprocess`` gives it: float32 (N, 784), standardised; labels (N,)."""
+    """An MNIST split as the notebook's ``preprocess`` gives it: float32 (N, 784), standardised; labels (N,).
+    Loaded once per process; read-only."""
     from da6401.data import load_mnist
 
     images, labels = load_mnist(split)
-    return ((images.reshape(len(images), -1) / 255.0 - MNIST_MEAN) / MNIST_STD).astype(np.float32), labels
+    x = ((images.reshape(-1, 28 * 28) / 255.0 - MNIST_MEAN) / MNIST_STD).astype(np.float32)
+    x.flags.writeable = labels.flags.writeable = False
+    return x, labels
+
+
+def preload() -> None:
+    """Load the MNIST splits the checks measure on (the mutant runner's forks then share them)."""
+    mnist_inputs("train"), mnist_inputs("test")
 
 
 def assert_mnist_accuracy(path, bar: float) -> float:
@@ -125,14 +135,18 @@ class _ExactLinear:
 
 
 class _ExactMLP:
-    """784-H-10 with ReLU: the contract's forward(X, train), backward(dlogits), params(), grads()."""
+    """784-H-10 with ReLU: the contract's forward(X, train), backward(dlogits), params(), grads(). It notes, for
+    each forward pass, the ``train`` flag and whether the batch came from the training or the validation set."""
 
-    def __init__(self, sizes, seed):
+    def __init__(self, sizes, seed, tags=None):
         rng = np.random.default_rng(seed)
         self.layers = [_ExactLinear(rng.normal(0, np.sqrt(2 / a), (a, b)), np.zeros(b))
                        for a, b in zip(sizes[:-1], sizes[1:])]
+        self.tags, self.calls = tags or {}, []
 
     def forward(self, X, train=False):
+        first = np.asarray(X[0], dtype=np.float32).tobytes() if len(X) else b""
+        self.calls.append((bool(train), self.tags.get(first, "other"), len(X)))
         h = X
         for i, layer in enumerate(self.layers):
             h = layer.forward(h)
@@ -177,28 +191,51 @@ def _exact_l2_penalty(weights, lam):
     return 0.5 * lam * sum(float(np.sum(w * w)) for w in weights), [lam * w for w in weights]
 
 
-def _fit_with_exact_parts(fit, X, y, X_val, y_val, epochs: int, lr: float, seed: int):
-    """Beside the student's ``fit`` (in its kernel): the notebook's ``cross_entropy`` and ``l2_penalty`` are the
-    exact ones while ``fit`` trains an exact network with exact SGD. Returns (history, trained parameters)."""
+def _fit_with_exact_parts(fit, X, y, X_val, y_val, epochs: int, lr: float, runs: list[tuple[int, float]]):
+    """Beside the student's ``fit`` (in its kernel): for each (seed, lam) of ``runs``, ``fit`` trains an exact
+    network (initialised alike every time) with exact SGD, the notebook's ``cross_entropy`` and ``l2_penalty``
+    replaced by exact ones that note what they return. Returns, per run, (history, trained parameters, notes):
+    notes = {"forward": [(train, "train" | "val" | "other", batch size)], "loss": [(loss, batch size)],
+    "reg": [penalty]}, in call order."""
     namespace = fit.__globals__
     saved = {name: namespace.get(name) for name in ("cross_entropy", "l2_penalty")}
-    namespace.update(cross_entropy=_exact_cross_entropy, l2_penalty=_exact_l2_penalty)
+    tags = {np.asarray(row, dtype=np.float32).tobytes(): "val" for row in X_val}
+    tags.update({np.asarray(row, dtype=np.float32).tobytes(): "train" for row in X})
+    results = []
     try:
-        net = _ExactMLP([X.shape[1], 64, 10], seed=seed)
-        history = fit(net, _ExactSGD(lr), X, y, X_val, y_val, epochs=epochs, batch_size=64, lam=1e-4, seed=seed,
-                      verbose=False)
+        for seed, lam in runs:
+            notes = {"loss": [], "reg": []}
+
+            def cross_entropy(z, labels, _notes=notes):
+                loss, dz = _exact_cross_entropy(z, labels)
+                _notes["loss"].append((loss, len(labels)))
+                return loss, dz
+
+            def l2_penalty(weights, strength, _notes=notes):
+                reg, grads = _exact_l2_penalty(weights, strength)
+                _notes["reg"].append(reg)
+                return reg, grads
+
+            namespace.update(cross_entropy=cross_entropy, l2_penalty=l2_penalty)
+            net = _ExactMLP([X.shape[1], 64, 10], seed=1234, tags=tags)
+            history = fit(net, _ExactSGD(lr), X, y, X_val, y_val, epochs=epochs, batch_size=64, lam=lam, seed=seed,
+                          verbose=False)
+            notes["forward"] = net.calls
+            results.append((history, [np.array(p) for p in net.params()], notes))
     finally:
         namespace.update(saved)
-    return history, net.params()
+    return results
 
 
 FIT_BAR = 0.80   # validation accuracy after 2 epochs on 2,000 images: correct fit 0.87-0.89; without updates 0.1
 
 
 def check_fit(fit, epochs: int = 2, lr: float = 0.1, seed: int = 0, bar: float = FIT_BAR) -> float:
-    """Fail unless ``fit`` trains: the exact network it trained on 2,000 MNIST training images reaches ``bar``
-    validation accuracy by the grader's own measure, and its history has one train loss and one validation
-    accuracy per epoch, the loss falling.
+    """Fail unless ``fit`` trains as its contract says. With exact parts (network, SGD, loss, penalty) on 2,000
+    MNIST training images: the network it trained reaches ``bar`` validation accuracy by the grader's own measure;
+    its history has, per epoch, the mean of that epoch's mini-batch losses and the validation accuracy; it trains
+    on batches with ``train=True`` and measures with ``train=False``; the same seed trains the same network and
+    another seed another; and ``lam`` changes the training (weight decay shrinks the weights).
 
     Returns:
         The validation accuracy, measured by the grader.
@@ -209,7 +246,10 @@ def check_fit(fit, epochs: int = 2, lr: float = 0.1, seed: int = 0, bar: float =
 
     x, y = mnist_inputs("train")
     X, Y, Xv, Yv = x[:2000].astype(np.float64), y[:2000], x[55000:56000].astype(np.float64), y[55000:56000]
-    history, params = call_student("fit", run_beside, fit, _fit_with_exact_parts, fit, X, Y, Xv, Yv, epochs, lr, seed)
+    lam, strong = 1e-4, 0.05
+    runs = [(seed, lam), (seed, lam), (seed + 1, lam), (seed, strong)]
+    results = call_student("fit", run_beside, fit, _fit_with_exact_parts, fit, X, Y, Xv, Yv, epochs, lr, runs)
+    (history, params, notes), again, other_seed, decayed = results
     assert type(history) is dict and set(history) >= {"train_loss", "val_acc"}, (
         "fit must return the history dict with lists 'train_loss' and 'val_acc'")
     losses, accs = history["train_loss"], history["val_acc"]
@@ -226,4 +266,47 @@ def check_fit(fit, epochs: int = 2, lr: float = 0.1, seed: int = 0, bar: float =
     assert abs(float(accs[-1]) - measured) < 1e-3, (
         f"history['val_acc'][-1] is {float(accs[-1]):.4f}, but the trained network's validation accuracy is {measured:.4f}")
     assert losses[-1] < losses[0], f"the training loss did not fall: {losses}"
+    _check_modes(notes["forward"])
+    _check_epoch_losses(losses, notes)
+    same = lambda a, b: all(np.array_equal(p, q) for p, q in zip(a, b))  # noqa: E731
+    assert same(params, again[1]), ("two runs of fit with the same seed trained different networks: draw the "
+                                    "shuffling from np.random.default_rng(seed) only")
+    assert not same(params, other_seed[1]), ("fit with another seed trained the very same network: shuffle the "
+                                             "training examples every epoch with the seeded rng")
+    norm = lambda ps: sum(float(np.sum(np.asarray(w) ** 2)) for w in ps[0::2])  # noqa: E731
+    assert norm(decayed[1]) < 0.95 * norm(params), (
+        f"with lam={strong} the trained weights' squared norm is {norm(decayed[1]):.1f}, with lam={lam} "
+        f"{norm(params):.1f}: lam does not act on training (add l2_penalty's gradients to the weights' gradients)")
     return measured
+
+
+def _check_modes(calls: list[tuple[bool, str, int]]) -> None:
+    """Training batches must go through forward with train=True (dropout on), validation with train=False."""
+    __tracebackhide__ = True
+    training = [train for train, tag, _ in calls if tag == "train"]
+    validation = [train for train, tag, _ in calls if tag == "val"]
+    assert training and all(training), (
+        f"fit ran {training.count(False)} of {len(training)} training batches through model.forward with "
+        "train=False: pass train=True while training, so that dropout acts")
+    assert not any(validation), "fit measured the validation set with train=True: dropout must be off there"
+
+
+def _check_epoch_losses(losses: list, notes: dict) -> None:
+    """history['train_loss'][e] must be the mean of epoch e's mini-batch losses (each batch alike, or weighted by
+    its size; with or without the L2 penalty)."""
+    __tracebackhide__ = True
+    batches = notes["loss"]
+    if not batches or len(batches) % len(losses):
+        return  # cross_entropy called for more than the training batches: nothing to compare with
+    per = len(batches) // len(losses)
+    regs = notes["reg"] if len(notes["reg"]) == len(batches) else [0.0] * len(batches)
+    for e, got in enumerate(losses):
+        part = slice(e * per, (e + 1) * per)
+        values = np.array([v for v, _ in batches[part]])
+        sizes = np.array([n for _, n in batches[part]], dtype=float)
+        reg = np.array(regs[part])
+        candidates = [np.mean(values), np.average(values, weights=sizes), np.mean(values + reg),
+                      np.average(values + reg, weights=sizes)]
+        assert any(abs(float(got) - c) <= 1e-6 * max(1.0, abs(c)) for c in candidates), (
+            f"history['train_loss'][{e}] is {float(got):.6f}, but the mean loss of epoch {e + 1}'s {per} mini-batches "
+            f"is {candidates[2]:.6f}: record the mean over the epoch's batches, not one batch's loss")
