@@ -32,6 +32,41 @@ def test_nonconforming_models_are_named(make_model, budget, message):
         check_classifier(make_model, (3, 8, 8), num_classes=10, budget=budget, required=(nn.Conv2d,))
 
 
+class FunctionalDropout(nn.Module):
+    """tiny_cnn with F.dropout before the head: training=True by default, so it stays on in eval mode."""
+
+    def __init__(self):
+        super().__init__()
+        self.body, self.head = nn.Sequential(*list(tiny_cnn())[:-1]), nn.Linear(4, 10)
+
+    def forward(self, x):
+        return self.head(nn.functional.dropout(self.body(x), 0.5))
+
+
+class BatchStatistics(nn.Module):
+    """Standardises the features over the batch in every mode: an example's logits depend on its batch."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = tiny_cnn()
+
+    def forward(self, x):
+        z = self.net(x)
+        return (z - z.mean(0)) / (z.std(0) + 1e-5) if len(z) > 1 else z
+
+
+@pytest.mark.parametrize("make_model,message", [
+    (FunctionalDropout, "something random is still on"),
+    (BatchStatistics, "change by up to .* with the rest of its batch"),
+    (lambda: nn.Sequential(tiny_cnn(), nn.Softmax(dim=1)), "returns probabilities"),
+])
+def test_eval_mode_must_be_a_deterministic_function_of_each_example_giving_logits(make_model, message):
+    """Is dropout left on in eval mode, an output that depends on the rest of the batch (or a batch of one), or a
+    softmax at the end caught (while tiny_cnn, with BatchNorm, passes above)?"""
+    with pytest.raises(AssertionError, match=message):
+        check_classifier(make_model, (3, 8, 8), num_classes=10, budget=10_000, required=(nn.Conv2d,))
+
+
 def test_accuracy_counts_every_example_in_eval_mode():
     """Is the accuracy of a model that is right on 7 of 10 inputs 0.7, with dropout off?"""
     x = torch.eye(10)

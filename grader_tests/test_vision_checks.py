@@ -86,3 +86,42 @@ def test_stats_and_normalise_checks_pass_correct_and_catch_wrong_scaling():
         check_channel_stats(lambda im: (im.mean(axis=(0, 1, 2)), im.std(axis=(0, 1, 2))))
     with pytest.raises(AssertionError, match="normalise"):
         check_normalise(lambda x, m, s: (x - m[:, None, None]) / s[:, None, None] ** 2)  # divides by the variance
+
+
+def flip_global_coins(x, g):
+    mask = torch.rand(len(x)) < 0.5  # torch's global generator, not g
+    return torch.where(mask[:, None, None, None], x.flip(-1), x)
+
+
+def crop_global_offsets(x, padding, g):
+    return crop(x, padding, None)
+
+
+def crop_never_at_2p(x, padding, g):
+    n, _, h, w = x.shape
+    padded = torch.nn.functional.pad(x, (padding,) * 4)
+    dy = torch.randint(0, 2 * padding, (n,), generator=g)  # upper bound exclusive: 2p never drawn
+    dx = torch.randint(0, 2 * padding, (n,), generator=g)
+    return torch.stack([padded[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w] for i in range(n)])
+
+
+def crop_assumes_square(x, padding, g):
+    n, _, h, w = x.shape
+    padded = torch.nn.functional.pad(x, (padding,) * 4)
+    dy = torch.randint(0, 2 * padding + 1, (n,), generator=g)
+    dx = torch.randint(0, 2 * padding + 1, (n,), generator=g)
+    return torch.stack([padded[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + h] for i in range(n)])  # width h
+
+
+@pytest.mark.parametrize("check,bad,message", [
+    (check_random_flip, flip_global_coins, "generators seeded alike"),
+    (lambda f: check_random_crop(f, padding=2), crop_global_offsets, "generators seeded alike"),
+    (lambda f: check_random_crop(f, padding=2), crop_never_at_2p, r"never used the offset dy = \[4\]"),
+    (lambda f: check_random_crop(f, padding=2), crop_assumes_square, "changed the shape|stack expects"),
+])
+def test_augmentations_must_follow_the_generator_every_offset_and_any_shape(check, bad, message):
+    """Is an augmentation that ignores its generator, never uses the largest offset (an exclusive randint bound) or
+    only works on square images caught (a crash counts: in a hidden test it fails the test), while the correct
+    ones (above) pass?"""
+    with pytest.raises((AssertionError, RuntimeError), match=message):
+        check(bad)

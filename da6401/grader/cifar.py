@@ -65,6 +65,7 @@ def normalised(split: str, n: int | None = None, seed: int = 0) -> tuple[torch.T
 GRADED_SEED = 0x5EED_DA64
 
 
+@lru_cache(maxsize=2)
 def graded_test_set(seed: int = GRADED_SEED, noise: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
     """The 10,000 CIFAR-10 test images as the grader measures a model on them: in an order of its own, every
     other image (at random) mirrored left-right, and each pixel value moved by up to ``noise`` levels of 255.
@@ -76,7 +77,8 @@ def graded_test_set(seed: int = GRADED_SEED, noise: int = 2) -> tuple[torch.Tens
     calibrated on this set (test_thresholds.py).
 
     Returns:
-        (float32 (N, 3, 32, 32) standardised with the training statistics, int64 labels (N,)).
+        (float32 (N, 3, 32, 32) standardised with the training statistics, int64 labels (N,)); built once per
+        process, so not to be changed in place.
     """
     images, labels = load_cifar10("test")
     rng = np.random.default_rng(seed)
@@ -96,3 +98,8 @@ def assert_test_accuracy(model: torch.nn.Module, bar: float) -> float:
     __tracebackhide__ = True
     x, y = graded_test_set()
     return assert_accuracy(model, x, y, bar, name="CIFAR-10 test accuracy")
+
+
+def preload() -> None:
+    """Build the graded test set and the training statistics (the mutant runner's forks then share them)."""
+    graded_test_set(), split_stats("train")

@@ -10,6 +10,7 @@ from typing import Callable, Sequence
 import torch
 
 from da6401.grader.checkpoints import count_parameters
+from da6401.student.checks import FLOAT32_BAND
 from da6401.student.objects import is_instance, type_name
 
 
@@ -27,7 +28,9 @@ def check_classifier(make_model: Callable[[], torch.nn.Module], input_shape: Seq
 
     The contract: (N, *input_shape) float inputs -> (N, num_classes) finite logits, in train and
     eval mode and for any N >= 2; at most ``budget`` trainable parameters; at least one layer of
-    each type in ``required`` (say ``nn.Conv2d`` for a CNN).
+    each type in ``required`` (say ``nn.Conv2d`` for a CNN). In eval mode the model is a function of
+    each example: the same logits on every call (no dropout left on) and for an example alone or in a
+    batch. Logits, not probabilities: ``F.cross_entropy`` applies the softmax itself.
 
     Returns:
         The model built, in eval mode.
@@ -50,7 +53,35 @@ def check_classifier(make_model: Callable[[], torch.nn.Module], input_shape: Seq
             f"in {mode} mode, a batch of shape {tuple(x.shape)} gave logits of shape {tuple(out.shape)}; "
             f"expected {(batch, num_classes)}")
         assert torch.isfinite(out).all(), f"in {mode} mode the logits are not all finite"
-    return model.eval()
+    first = assert_eval_consistent(model, torch.randn(6, *input_shape, generator=g), "logits")
+    probabilities = bool((first >= 0).all()) and torch.allclose(first.sum(1), torch.ones(len(first)), atol=1e-4)
+    assert not probabilities, ("the model returns probabilities (non-negative, each row summing to 1); return the "
+                               "logits: F.cross_entropy applies the softmax itself")
+    return model
+
+
+@torch.no_grad()
+def assert_eval_consistent(model: torch.nn.Module, x: torch.Tensor, what: str) -> torch.Tensor:
+    """Fail unless ``model`` in eval mode is a function of each example alone: two calls on the batch ``x`` (N, ...)
+    agree exactly (nothing random left on), and the first example alone gives its output within the float32 band
+    (nothing computed across the batch). Leaves ``model`` in eval mode.
+
+    Returns:
+        model(x) in eval mode.
+    """
+    __tracebackhide__ = True
+    model.eval()
+    first, again, alone = _forward(model, x), _forward(model, x), _forward(model, x[:1])  # a batch of one
+    assert torch.equal(first, again), (
+        f"in eval mode two calls on the same batch gave {what} up to {float((first - again).abs().max()):.3g} apart: "
+        "something random is still on (F.dropout needs training=self.training; nn.Dropout does that itself)")
+    assert alone.shape == first[:1].shape, (
+        f"in eval mode a batch of one gave {what} of shape {tuple(alone.shape)}; expected {tuple(first[:1].shape)}")
+    gap = float((first[:1] - alone).abs().max())
+    assert gap <= FLOAT32_BAND * max(1.0, float(first.abs().max())), (
+        f"in eval mode an example's {what} change by up to {gap:.3g} with the rest of its batch: each example's "
+        "output must depend on that example alone (BatchNorm in eval mode uses its running statistics)")
+    return first
 
 
 @torch.no_grad()

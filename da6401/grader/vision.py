@@ -50,6 +50,19 @@ def check_random_flip(random_flip: Callable, n: int = 512, seed: int = 0) -> Non
         raise AssertionError(f"random_flip: image {i} is neither unchanged nor mirrored left-right.{hint}")
     rate = mirrored.float().mean().item()
     assert 0.4 <= rate <= 0.6, f"random_flip mirrored {rate:.0%} of {n} images; expected about 50%"
+    _check_draws_from_the_generator("random_flip", lambda g: random_flip(x.clone(), g), seed)
+
+
+def _check_draws_from_the_generator(name: str, augment: Callable, seed: int) -> None:
+    """``augment(generator)`` must give the same batch for equally seeded generators (it draws from the
+    generator it is given, not from torch's global one) and another batch for another seed."""
+    __tracebackhide__ = True
+    first = augment(torch.Generator().manual_seed(seed + 100))  # torch's global generator moves on between calls
+    again = augment(torch.Generator().manual_seed(seed + 100))
+    assert torch.equal(first, again), (f"{name} gave different batches for two generators seeded alike: draw the "
+                                       "random numbers from the generator argument (generator=generator)")
+    assert not torch.equal(first, augment(torch.Generator().manual_seed(seed + 101))), (
+        f"{name} gave the same batch for differently seeded generators: draw from the generator argument")
 
 
 def check_random_crop(random_crop: Callable, padding: int = 4, n: int = 256, seed: int = 0,
@@ -63,7 +76,8 @@ def check_random_crop(random_crop: Callable, padding: int = 4, n: int = 256, see
             around with ``torch.roll``, or an offset beyond 2 * padding), or offsets that never vary.
     """
     __tracebackhide__ = True
-    x = _distinct_images(n, h=12, w=12, seed=seed)
+    # not square (H != W), so that a crop that mixes up the two axes shows; every pixel value distinct
+    x = _distinct_images(n, h=12, w=10, seed=seed)
     out = random_crop(x.clone(), padding, torch.Generator().manual_seed(seed))
     assert tuple(out.shape) == tuple(x.shape), f"random_crop changed the shape {tuple(x.shape)} to {tuple(out.shape)}"
     padded = torch.nn.functional.pad(x, (padding,) * 4, mode=mode)
@@ -77,6 +91,12 @@ def check_random_crop(random_crop: Callable, padding: int = 4, n: int = 256, see
         offsets.add(found)
     assert len(offsets) >= min(10, (2 * padding + 1) ** 2 // 2), (
         f"random_crop used only {len(offsets)} distinct offsets over {n} images; draw one per image")
+    # every offset 0..2p along each axis occurs (n images, 2p + 1 values: each is missed with chance ~e^-50)
+    for axis, seen in (("dy", {dy for dy, _ in offsets}), ("dx", {dx for _, dx in offsets})):
+        missing = sorted(set(range(2 * padding + 1)) - seen)
+        assert not missing, (f"random_crop never used the offset {axis} = {missing} in {n} images; offsets are drawn "
+                             f"uniformly from {{0, ..., {2 * padding}}} (torch.randint's upper bound is exclusive)")
+    _check_draws_from_the_generator("random_crop", lambda g: random_crop(x.clone(), padding, g), seed)
 
 
 def check_channel_stats(channel_stats: Callable, seed: int = 0) -> None:
