@@ -34,15 +34,22 @@ def vocab_alphabetical(sentences, min_freq):
     return SPECIALS + sorted(vocab(sentences, min_freq)[4:])
 
 
+def vocab_ties_ignoring_case(sentences, min_freq):
+    counts = Counter(t for s in sentences for t in s)
+    return SPECIALS + sorted((t for t, n in counts.items() if n >= min_freq), key=lambda t: (-counts[t], t.lower()))
+
+
 def test_vocab_check_passes_a_correct_vocabulary():
     """Does a frequency-ordered vocabulary with the specials first pass?"""
     check_vocab(vocab, seed=1)
 
 
 @pytest.mark.parametrize("bad,message", [(vocab_ignores_min_freq, "others are in"), (vocab_without_specials, "must start with"),
-                                         (vocab_alphabetical, "most frequent first")])
+                                         (vocab_alphabetical, "most frequent first"),
+                                         (vocab_ties_ignoring_case, "out of order")])
 def test_vocab_check_catches_min_freq_specials_and_order(bad, message):
-    """Are a vocabulary that ignores min_freq, one without specials and one in alphabetical order caught?"""
+    """Are a vocabulary that ignores min_freq, one without specials, one in alphabetical order and one that breaks
+    ties ignoring case (the stated order is plain string order) caught?"""
     with pytest.raises(AssertionError, match=message):
         check_vocab(bad, seed=1)
 
@@ -63,8 +70,16 @@ def pad_batch_to_first_length(seqs):
     return pad_batch([s[:len(seqs[0])] for s in seqs])
 
 
+def pad_batch_int32_lengths(seqs):
+    ids, lengths = pad_batch(seqs)
+    return ids, lengths.int()
+
+
 def test_pad_batch_check():
-    """Does a correct pad_batch pass, and are padding with EOS and truncating to the first length caught?"""
+    """Does a correct pad_batch pass, and are padding with EOS, truncating to the first length and int32 lengths
+    caught?"""
+    with pytest.raises(AssertionError, match="lengths must be an int64 tensor"):
+        check_pad_batch(pad_batch_int32_lengths, seed=2)
     check_pad_batch(pad_batch, seed=2)
     with pytest.raises(AssertionError, match="not padded with PAD"):
         check_pad_batch(pad_batch_with_eos, seed=2)
@@ -105,10 +120,19 @@ def test_attention_check_passes_additive_and_multiplicative_attention():
     check_attention(ScaledDot(12, 10), 12, 10, seed=3)
 
 
+class AdditiveWithoutTanh(Additive):
+    def forward(self, query, enc_out, mask, keys=None):  # v.(Wq q + Wk h): the query shifts every score alike
+        scores = self.v(self.q(query)[:, None] + self.k(enc_out)).squeeze(-1).masked_fill(~mask, float("-inf"))
+        weights = scores.softmax(-1)
+        return torch.bmm(weights[:, None], enc_out).squeeze(1), weights
+
+
 @pytest.mark.parametrize("bad,message", [(Additive(12, 10, mask_value=None), "padding positions get attention weight"),
-                                         (Additive(12, 10, softmax_dim=0), "rows must sum to 1")])
+                                         (Additive(12, 10, softmax_dim=0), "rows must sum to 1"),
+                                         (AdditiveWithoutTanh(12, 10), "must depend on the decoder state")])
 def test_attention_check_catches_an_ignored_mask_and_a_softmax_over_the_batch(bad, message):
-    """Are attention without its mask, and a softmax over the wrong axis, caught?"""
+    """Are attention without its mask, a softmax over the wrong axis, and additive attention without its tanh (the
+    weights then ignore the query) caught?"""
     with pytest.raises(AssertionError, match=message):
         check_attention(bad, 12, 10, seed=3)
 
@@ -124,9 +148,10 @@ class TinySeq2Seq(nn.Module):
         self.decoder = TinyDecoder(tgt_vocab_size, hid)
 
     def encode(self, src, src_len):
-        enc_out, last = self.encoder_rnn(self.src_emb(src))
+        enc_out, last = self.encoder_rnn(self.src_emb(src))  # forward-only: a position never sees later padding
         mask = torch.arange(src.size(1))[None] < src_len[:, None]
-        return enc_out.mean(1), {"enc_out": enc_out, "mask": mask}
+        real = mask.unsqueeze(-1).float()
+        return (enc_out * real).sum(1) / real.sum(1), {"enc_out": enc_out, "mask": mask}
 
     def forward(self, src, src_len, tgt_in):
         state, memory = self.encode(src, src_len)
@@ -153,7 +178,8 @@ class TinyDecoder(nn.Module):
 
 def loss(model, src, src_len, tgt, label_smoothing=0.0):
     logits = model(src, src_len, tgt[:, :-1])
-    return F.cross_entropy(logits.flatten(0, 1), tgt[:, 1:].flatten(), ignore_index=PAD, label_smoothing=label_smoothing)
+    return F.cross_entropy(logits.flatten(0, 1).float(), tgt[:, 1:].flatten(), ignore_index=PAD,
+                           label_smoothing=label_smoothing)
 
 
 def loss_off_by_one(model, src, src_len, tgt, label_smoothing=0.0):
@@ -171,6 +197,32 @@ def test_model_shape_check_passes_the_contract():
     check_model_shapes(TinySeq2Seq, seed=5)
 
 
+class ReadsPadding(TinySeq2Seq):
+    def encode(self, src, src_len):  # the initial state averages padded positions too
+        state, memory = super().encode(src, src_len)
+        return memory["enc_out"].mean(1), memory
+
+
+class ForwardAttendsOnce(TinySeq2Seq):
+    def forward(self, src, src_len, tgt_in):  # the context of s_0 reused at every position: step would differ
+        state, memory = self.encode(src, src_len)
+        context, _ = self.decoder.attention(state, memory["enc_out"], memory["mask"])
+        logits = []
+        for t in range(tgt_in.size(1)):
+            state = self.decoder.rnn(torch.cat([self.decoder.embedding(tgt_in[:, t]), context], -1), state)
+            logits.append(self.decoder.out(state))
+        return torch.stack(logits, dim=1)
+
+
+@pytest.mark.parametrize("make_model,message", [(ReadsPadding, "translated alone instead of in a batch"),
+                                                (ForwardAttendsOnce, "forward and decoder.step disagree")])
+def test_model_check_catches_a_model_that_reads_padding_or_whose_forward_is_not_its_step(make_model, message):
+    """Is a model whose translation of a sentence depends on its batch's padding, or whose teacher-forced forward
+    computes something else than step, caught (while TinySeq2Seq passes above)?"""
+    with pytest.raises(AssertionError, match=message):
+        check_model_shapes(make_model, seed=5)
+
+
 def test_model_shape_check_catches_logits_over_the_source_vocabulary():
     """Is a decoder whose output layer has the source vocabulary's size caught?"""
     with pytest.raises(AssertionError, match=r"expected \(3, 41\)"):
@@ -183,6 +235,30 @@ def test_loss_check_passes_teacher_forcing_and_catches_off_by_one_and_padding():
     for bad in (loss_off_by_one, loss_counts_padding):
         with pytest.raises(AssertionError, match="the oracle|gives"):
             check_teacher_forcing_loss(bad, TinySeq2Seq, seed=6)
+
+
+def loss_unsmoothed(model, src, src_len, tgt, label_smoothing=0.0):
+    return loss(model, src, src_len, tgt)
+
+
+def loss_in_train_mode(model, src, src_len, tgt, label_smoothing=0.0):
+    model.train()
+    return loss(model, src, src_len, tgt, label_smoothing)
+
+
+def loss_in_logit_precision(model, src, src_len, tgt, label_smoothing=0.0):
+    logits = model(src, src_len, tgt[:, :-1])
+    return F.cross_entropy(logits.flatten(0, 1), tgt[:, 1:].flatten(), ignore_index=PAD, label_smoothing=label_smoothing)
+
+
+@pytest.mark.parametrize("bad,message", [(loss_unsmoothed, "that is the unsmoothed loss"),
+                                         (loss_in_train_mode, "put the model in train mode"),
+                                         (loss_in_logit_precision, "compute the cross-entropy in float32")])
+def test_loss_check_catches_ignored_smoothing_a_mode_change_and_low_precision(bad, message):
+    """Is a loss that ignores label_smoothing, switches the model to train mode, or returns bfloat16 for bfloat16
+    logits (the contract says float32) caught?"""
+    with pytest.raises(AssertionError, match=message):
+        check_teacher_forcing_loss(bad, TinySeq2Seq, seed=6)
 
 
 # --- greedy decoding -------------------------------------------------------------------------------------
@@ -219,18 +295,18 @@ def ngrams(tokens, n):
     return Counter(tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1))
 
 
-def bleu(hyps, refs, clip=True, brevity=True):
-    matches, totals, c, r = [0] * 4, [0] * 4, 0, 0
+def bleu(hyps, refs, max_n=4, clip=True, brevity=True):
+    matches, totals, c, r = [0] * max_n, [0] * max_n, 0, 0
     for h, ref in zip(hyps, refs):
         c, r = c + len(h), r + len(ref)
-        for n in range(1, 5):
+        for n in range(1, max_n + 1):
             hn, rn = ngrams(h, n), ngrams(ref, n)
             matches[n - 1] += sum(min(k, rn[g]) if clip else k for g, k in hn.items() if g in rn)
             totals[n - 1] += max(0, len(h) - n + 1)
     if min(matches) == 0:
         return 0.0
     bp = 1.0 if (c > r or not brevity) else math.exp(1 - r / c)
-    return 100 * bp * math.exp(sum(math.log(m / t) for m, t in zip(matches, totals)) / 4)
+    return 100 * bp * math.exp(sum(math.log(m / t) for m, t in zip(matches, totals)) / max_n)
 
 
 def test_bleu_check_passes_a_correct_bleu():
@@ -238,10 +314,12 @@ def test_bleu_check_passes_a_correct_bleu():
     check_bleu(bleu, seed=7)
 
 
-@pytest.mark.parametrize("bad,message", [(lambda h, r: bleu(h, r, brevity=False), "brevity penalty"),
-                                         (lambda h, r: bleu(h, r, clip=False), "clipped counts")])
-def test_bleu_check_catches_missing_brevity_penalty_and_unclipped_counts(bad, message):
-    """Are BLEU without the brevity penalty and BLEU without clipping caught, naming the case they fail?"""
+@pytest.mark.parametrize("bad,message", [(lambda h, r, max_n=4: bleu(h, r, max_n, brevity=False), "brevity penalty"),
+                                         (lambda h, r, max_n=4: bleu(h, r, max_n, clip=False), "clipped counts"),
+                                         (lambda h, r, max_n=4: bleu(h, r), "with max_n=2")])
+def test_bleu_check_catches_missing_brevity_penalty_unclipped_counts_and_a_fixed_order(bad, message):
+    """Are BLEU without the brevity penalty, without clipping, or always BLEU-4 whatever max_n says caught, naming
+    the case they fail?"""
     with pytest.raises(AssertionError, match=message):
         check_bleu(bad, seed=7)
 
@@ -327,3 +405,16 @@ def test_a_lookup_of_the_public_references_aces_the_test_split_on_disk_but_not_a
     graded = graded_pairs()
     score = BLEU().corpus_score(translate(cheat, [de for de, _ in graded], src_itos, tgt_itos), [[en for _, en in graded]])
     assert score.score < 1.0, f"the lookup still scores {score.score:.1f} BLEU on the graded test set"
+
+
+def test_the_notebook_vocabularies_must_be_the_training_splits(needs_data):
+    """Do vocabularies built from the training pairs pass, and ones built from training and validation pairs
+    fail, naming the vocabulary?"""
+    from da6401.data import load_multi30k
+    from da6401.grader.seq2seq import check_notebook_vocabularies
+
+    train, val = load_multi30k("train"), load_multi30k("val")
+    built = lambda pairs, side: vocab([tokenise(p[side]) for p in pairs], 3)  # noqa: E731
+    check_notebook_vocabularies(built(train, 0), built(train, 1), 3)
+    with pytest.raises(AssertionError, match="src_itos .* build it from train_pairs only"):
+        check_notebook_vocabularies(built(train + val, 0), built(train, 1), 3)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from functools import lru_cache
 from typing import Callable
 
 import torch
@@ -31,21 +32,22 @@ from da6401.text import EOS, PAD, SOS, SPECIALS, detokenise, tokenise
 BLEU_TOLERANCE = 0.01  # BLEU points; the student's BLEU and sacreBLEU agree to float rounding when both are right
 
 
-def _words(rng: random.Random, n: int) -> list[str]:
-    """n distinct made-up lowercase words."""
+def _words(rng: random.Random, n: int, capitals: bool = False) -> list[str]:
+    """n distinct made-up words, lowercase (a third of them capitalised if ``capitals``)."""
     words: set[str] = set()
     while len(words) < n:
-        words.add("".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(2, 6))))
+        word = "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(2, 6)))
+        words.add(word.capitalize() if capitals and rng.random() < 0.33 else word)
     return sorted(words)
 
 
 def check_vocab(build_vocab: Callable, seed: int) -> None:
     """Fail unless ``build_vocab(tokenised_sentences, min_freq)`` returns the vocabulary's itos list:
     the four specials first, then exactly the tokens seen at least ``min_freq`` times, once each,
-    most frequent first."""
+    most frequent first, ties in plain string order (capitals before lowercase, as ``sorted`` puts them)."""
     __tracebackhide__ = True
     rng = random.Random(seed)
-    vocabulary = _words(rng, 60)
+    vocabulary = _words(rng, 60, capitals=True)
     weights = [1 / (rank + 1) for rank in range(len(vocabulary))]  # Zipf: a few frequent words, many rare
     sentences = [rng.choices(vocabulary, weights, k=rng.randint(1, 12)) for _ in range(150)]
     counts = Counter(token for sentence in sentences for token in sentence)
@@ -62,6 +64,27 @@ def check_vocab(build_vocab: Callable, seed: int) -> None:
             f"(e.g. {sorted(set(words) - expected)[:3]})")
         frequencies = [counts[t] for t in words]
         assert frequencies == sorted(frequencies, reverse=True), "order the tokens most frequent first"
+        ordered = sorted(expected, key=lambda t: (-counts[t], t))
+        first = next((i for i, (a, b) in enumerate(zip(words, ordered)) if a != b), None)
+        assert first is None, (f"min_freq={min_freq}: equally frequent tokens are out of order at position {first + 4}: "
+                               f"{words[first:first + 3]}, expected {ordered[first:first + 3]} (ties in plain string "
+                               "order: sorted(), where 'Dog' comes before 'cat')")
+
+
+def check_notebook_vocabularies(src_itos: list, tgt_itos: list, min_freq: int) -> None:
+    """Fail unless the notebook's vocabularies are those of the training split alone (German for the source,
+    English for the target), at its ``MIN_FREQ``: no validation or test sentence may shape them."""
+    __tracebackhide__ = True
+    from da6401.data import load_multi30k
+
+    pairs = load_multi30k("train")
+    for name, got, side in (("src_itos", src_itos, 0), ("tgt_itos", tgt_itos, 1)):
+        counts = Counter(token for pair in pairs for token in tokenise(pair[side]))
+        want = SPECIALS + sorted((t for t, n in counts.items() if n >= min_freq), key=lambda t: (-counts[t], t))
+        got = list(got)
+        assert got == want, (f"{name} ({len(got):,} tokens) is not the vocabulary of the training split's "
+                             f"{'German' if side == 0 else 'English'} sentences at MIN_FREQ={min_freq} ({len(want):,} "
+                             "tokens): build it from train_pairs only")
 
 
 def check_pad_batch(pad_batch: Callable, seed: int) -> None:
@@ -73,6 +96,9 @@ def check_pad_batch(pad_batch: Callable, seed: int) -> None:
     ids, lengths = pad_batch(seqs)
     assert tuple(ids.shape) == (6, 11), f"ids: expected shape (6, 11) for 6 sequences of at most 11, got {tuple(ids.shape)}"
     assert ids.dtype == torch.long, f"ids must be int64 (nn.Embedding wants it), got {ids.dtype}"
+    assert isinstance(lengths, torch.Tensor) and lengths.dtype == torch.long, (
+        f"lengths must be an int64 tensor, as the docstring says; got {type_name(lengths)}"
+        + (f" of {lengths.dtype}" if isinstance(lengths, torch.Tensor) else ""))
     assert torch.equal(torch.as_tensor(lengths), torch.tensor([len(s) for s in seqs])), f"lengths {lengths} are wrong"
     for i, s in enumerate(seqs):
         assert ids[i, :len(s)].tolist() == s, f"row {i} does not start with sequence {i}"
@@ -119,6 +145,54 @@ def check_model_shapes(make_model: Callable, seed: int) -> None:
             full = call_student("model(src, src_len, tgt_in)", model, src, src_len, tgt[:, :-1])
         assert tuple(full.shape) == (3, 5, 41), f"{mode} mode: model(src, src_len, tgt_in) gave {tuple(full.shape)}, expected (B, T, V) = (3, 5, 41)"
         assert torch.isfinite(full).all(), f"{mode} mode: the logits are not all finite"
+    call_student("the model's parameters", run_beside, model, _amplify, model, 3.0)
+    with torch.no_grad():
+        full = call_student("model(src, src_len, tgt_in)", model, src, src_len, tgt[:, :-1])
+    _check_consistency(model, src, src_len, tgt, full)
+
+
+def _amplify(model, factor: float) -> None:
+    """Beside the model: scale every parameter by ``factor``. A fresh model's attention is nearly uniform, so a
+    forward that reuses one context would agree with step to 1e-7; amplified, the attention follows the state
+    and they differ by ~5 % (the consistency holds for any parameters of a correct model)."""
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(factor)
+
+
+def _close(a: torch.Tensor, b: torch.Tensor) -> float:
+    """The largest difference of two float32 computations of the same logits, relative to their scale."""
+    return float((a - b).abs().max()) / max(1.0, float(b.abs().max()))
+
+
+CONSISTENCY_BAND = 1e-4  # float32 GRU/LSTM through different kernels (packed, cell by cell): ~1e-6 apart
+
+
+def _check_consistency(model, src, src_len, tgt, full) -> None:
+    """In eval mode: a sentence's logits are the same alone as in a padded batch (the encoder never reads
+    padding, the mask hides exactly it), and the teacher-forced forward equals stepping ``decoder.step`` through
+    the same inputs (forward is what training fits; step is what decoding and the grader's oracle use)."""
+    __tracebackhide__ = True
+    tgt_in = tgt[:, :-1]
+    with torch.no_grad():
+        for b in range(len(src)):
+            n, m = int(src_len[b]), int((tgt_in[b] != PAD).sum())
+            alone = call_student("model(src, src_len, tgt_in) on one sentence", model, src[b:b + 1, :n], src_len[b:b + 1],
+                                 tgt_in[b:b + 1, :m])
+            gap = _close(alone[0, :m], full[b, :m])
+            assert gap <= CONSISTENCY_BAND, (
+                f"sentence {b}'s logits change by {gap:.3g} (relative) when it is translated alone instead of in a batch "
+                "padded to a longer sentence: the encoder must not read padding (pack the sequence) and the attention "
+                "mask must cover exactly the real tokens (positions < length)")
+        state, memory = call_student("model.encode(src, src_len)", model.encode, src, src_len)
+        for t in range(tgt_in.size(1)):
+            logits, state, _ = call_student("model.decoder.step(y_prev, state, memory)", model.decoder.step,
+                                            tgt_in[:, t], state, memory)
+            real = tgt_in[:, t] != PAD
+            gap = _close(logits[real], full[real, t])
+            assert gap <= CONSISTENCY_BAND, (
+                f"at target position {t} the teacher-forced forward and decoder.step disagree by {gap:.3g} (relative): "
+                "forward must compute, at every position, exactly what step computes from the same inputs")
 
 
 def check_attention(attention: torch.nn.Module, query_dim: int, key_dim: int, seed: int) -> None:
@@ -142,22 +216,47 @@ def check_attention(attention: torch.nn.Module, query_dim: int, key_dim: int, se
         assert on_padding < 1e-6, f"padding positions get attention weight up to {on_padding:.3g}; it must be 0 (use the mask)"
         expected = torch.bmm(weights.unsqueeze(1), enc_out).squeeze(1)
         assert torch.allclose(context, expected, atol=1e-5, rtol=1e-4), "context is not the weighted sum of enc_out"
+        other = torch.randn(5, query_dim, generator=gen)
+        _, weights_other = call_student("attention(query, enc_out, mask)", attention, other, enc_out, mask)
+        moved = float((weights_other - weights).abs().max())
+        assert moved > 1e-3, (f"another query changed the attention weights by at most {moved:.2g}: they must depend on "
+                              "the decoder state (in additive attention the tanh mixes query and keys)")
         noisy = enc_out.clone()
         noisy[~mask] = 1e3 * torch.randn(int((~mask).sum()), key_dim, generator=gen)
         context2, _ = attention(query, noisy, mask)
         assert torch.allclose(context, context2, atol=1e-4), "what sits at padded positions changed the context"
 
 
-def _oracle_loss(model, src, src_len, tgt) -> torch.Tensor:
-    """Teacher forcing through ``step``: feed tgt[:, t], predict tgt[:, t + 1]; mean cross-entropy over non-PAD targets."""
-    state, memory = model.encode(src, src_len)
-    logits = []
-    step = model.decoder.step
-    for t in range(tgt.size(1) - 1):
-        step_logits, state, _ = step(tgt[:, t], state, memory)
-        logits.append(step_logits)
-    logits = torch.stack(logits, dim=1)
-    return F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), tgt[:, 1:].reshape(-1), ignore_index=PAD)
+def _oracle_loss(model, src, src_len, tgt, label_smoothing: float = 0.0) -> torch.Tensor:
+    """Teacher forcing: the model's logits for inputs tgt[:, :-1], scored against tgt[:, 1:]; mean cross-entropy
+    over non-PAD targets. (The model's own forward, so a model whose forward and step disagree costs the model's
+    cell, where :func:`check_model_shapes` compares them, not the loss's.)"""
+    logits = model(src, src_len, tgt[:, :-1])
+    return F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), tgt[:, 1:].reshape(-1), ignore_index=PAD,
+                           label_smoothing=label_smoothing)
+
+
+class _LowPrecision(torch.nn.Module):
+    """The model with its logits handed out in bfloat16, as under autocast: the loss must still be float32."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, *args):
+        return self.model(*args).to(torch.bfloat16)
+
+    def __getattr__(self, name):  # the rest of the model (encode, decoder, ...) as it is
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(super().__getattr__("model"), name)
+
+
+def _low_precision_loss(translation_loss, model, src, src_len, tgt) -> tuple[str, float]:
+    """Beside the model (in its kernel): the loss's dtype and value for bfloat16 logits."""
+    loss = translation_loss(_LowPrecision(model), src, src_len, tgt)
+    return str(getattr(loss, "dtype", type(loss).__name__)), float(loss)
 
 
 def _sharpen(model, src, src_len, tgt, steps: int = 15, lr: float = 3e-3) -> None:
@@ -180,15 +279,32 @@ def check_teacher_forcing_loss(translation_loss: Callable, make_model: Callable,
     # An untrained model predicts nearly uniformly, so any targets give a loss near log(V). A few steps on this
     # batch (through the oracle, beside the model: autograd does not cross into the grader) make its predictions
     # sharp, so a shifted or mis-averaged loss differs by a lot.
-    call_student("model.encode / model.decoder.step", run_beside, model, _sharpen, model, src, src_len, tgt)
+    call_student("the model's forward", run_beside, model, _sharpen, model, src, src_len, tgt)
     with torch.no_grad():
         expected = _oracle_loss(model, src, src_len, tgt).item()
+        smoothed = _oracle_loss(model, src, src_len, tgt, label_smoothing=0.1).item()
+        model.eval()
         got = call_student("translation_loss(model, src, src_len, tgt)", translation_loss, model, src, src_len, tgt)
-    got = float(got)
+        assert not model.training, "translation_loss put the model in train mode: leave the mode as the caller set it"
+        got_smoothed = call_student("translation_loss(..., label_smoothing=0.1)", translation_loss, model, src, src_len,
+                                    tgt, label_smoothing=0.1)
+        model.train()
+        call_student("translation_loss(model, src, src_len, tgt)", translation_loss, model, src, src_len, tgt)
+        assert model.training, "translation_loss put the model in eval mode: leave the mode as the caller set it"
+        model.eval()
+        dtype, _ = call_student("translation_loss on bfloat16 logits", run_beside, model, _low_precision_loss,
+                                translation_loss, model, src, src_len, tgt)
+    got, got_smoothed = float(got), float(got_smoothed)
     print(f"teacher-forced loss on an unseen batch: {got:.6f} (oracle {expected:.6f})")
     assert abs(got - expected) <= LOSS_BAND * max(1.0, abs(expected)), (
         f"translation_loss gave {got:.6f}; feeding SOS y1 .. y_(T-1) and predicting y1 .. EOS, averaged over the "
         f"non-padding targets, gives {expected:.6f}")
+    assert abs(got_smoothed - smoothed) <= LOSS_BAND * max(1.0, abs(smoothed)), (
+        f"translation_loss(..., label_smoothing=0.1) gave {got_smoothed:.6f}; with label smoothing 0.1 the loss is "
+        f"{smoothed:.6f}" + (" (that is the unsmoothed loss: pass label_smoothing on)" if abs(got_smoothed - expected)
+                             <= LOSS_BAND * max(1.0, abs(expected)) else ""))
+    assert dtype == "torch.float32", (f"for bfloat16 logits (as under autocast) translation_loss returned {dtype}; "
+                                      "compute the cross-entropy in float32 (logits.float())")
 
 
 class _ScriptedDecoder(torch.nn.Module):
@@ -263,8 +379,8 @@ def check_bleu(corpus_bleu: Callable, seed: int) -> None:
     __tracebackhide__ = True
     from sacrebleu.metrics import BLEU
 
-    def sacre(hyps, refs) -> float:
-        metric = BLEU(tokenize="none", smooth_method="none", force=True)
+    def sacre(hyps, refs, max_n=4) -> float:
+        metric = BLEU(tokenize="none", smooth_method="none", force=True, max_ngram_order=max_n)
         return metric.corpus_score([" ".join(h) for h in hyps], [[" ".join(r) for r in refs]]).score
 
     rng = random.Random(seed)
@@ -293,8 +409,19 @@ def check_bleu(corpus_bleu: Callable, seed: int) -> None:
         got = float(call_student(f"corpus_bleu on '{name}'", corpus_bleu, [list(h) for h in hyps], [list(r) for r in refs]))
         if not abs(got - expected) <= BLEU_TOLERANCE:
             wrong.append(f"{name}: yours {got:.4f}, sacreBLEU {expected:.4f}")
+    for max_n in (1, 2):  # the documented argument: BLEU-1, BLEU-2 of the first unseen corpus
+        hyps, refs = cases["unseen corpus 1"]
+        expected = sacre(hyps, refs, max_n)
+        try:
+            got = float(call_student(f"corpus_bleu(..., max_n={max_n})", corpus_bleu, [list(h) for h in hyps],
+                                     [list(r) for r in refs], max_n=max_n))
+        except AssertionError as e:
+            wrong.append(str(e))
+            continue
+        if not abs(got - expected) <= BLEU_TOLERANCE:
+            wrong.append(f"unseen corpus 1 with max_n={max_n}: yours {got:.4f}, sacreBLEU {expected:.4f}")
     assert not wrong, (f"corpus_bleu differs from sacreBLEU by more than {BLEU_TOLERANCE} on {len(wrong)} of "
-                       f"{len(cases)} cases:\n  " + "\n  ".join(wrong))
+                       f"{len(cases) + 2} cases:\n  " + "\n  ".join(wrong))
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -351,6 +478,17 @@ GRADED_SEED = 0x5EED_DE01
 
 
 def graded_pairs(split: str = "test_2016_flickr", seed: int = GRADED_SEED) -> list[tuple[str, str]]:
+    """The graded pairs of ``split`` (:func:`_graded_pairs`, built once per process), as a new list."""
+    return list(_graded_pairs(split, seed))
+
+
+def preload() -> None:
+    """Build the graded test sentences (the mutant runner's forks then share them)."""
+    _graded_pairs("test_2016_flickr", GRADED_SEED)
+
+
+@lru_cache(maxsize=2)
+def _graded_pairs(split: str, seed: int) -> tuple[tuple[str, str], ...]:
     """The (German, English) pairs of a Multi30k split as the grader translates them: in an order of its own, and
     every source changed in one or both of two ways a translator barely notices: its final full stop taken away
     (or, where it has none, added), and the case of its first letter switched.
@@ -373,7 +511,7 @@ def graded_pairs(split: str = "test_2016_flickr", seed: int = GRADED_SEED) -> li
         if change in ("case", "both") and de[:1].isalpha():
             de = de[0].swapcase() + de[1:]
         graded.append((de, en))
-    return graded
+    return tuple(graded)
 
 
 def assert_test_bleu(model, src_itos: list[str], tgt_itos: list[str], bar: float, split: str = "test_2016_flickr") -> float:
