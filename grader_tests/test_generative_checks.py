@@ -76,6 +76,45 @@ def test_generator_check_catches_an_unbounded_output_and_the_budget(make, messag
         check_generator(make, budget=1_000_000)
 
 
+class ClampedGenerator(Generator):
+    """Bounded by a clamp instead of tanh: in [-1, 1], but flat (zero gradient) wherever the clamp bites."""
+
+    def __init__(self):
+        super().__init__(out=nn.Identity)
+
+    def forward(self, z):
+        return F.hardtanh(super().forward(z))
+
+
+class FixedLatentGenerator(Generator):
+    """Takes latent_dim but builds its layers for 64 whatever it is asked for."""
+
+    def __init__(self, latent_dim=64):
+        super().__init__()
+        self.latent_dim = latent_dim
+
+
+class BatchStatsGenerator(Generator):
+    """Normalises with the batch's statistics even in eval mode (F.batch_norm with training=True)."""
+
+    def forward(self, z):
+        h = self.up[0](self.project(z).view(-1, 2 * self.width, 7, 7))
+        return self.up[3:](F.relu(F.batch_norm(h, None, None, training=True)))
+
+
+@pytest.mark.parametrize("make,message", [
+    (ClampedGenerator, "clamped"),
+    (lambda: Generator(out=nn.Sigmoid), "reaches both -1"),
+    (FixedLatentGenerator, r"latent_dim=35\) cannot take"),
+    (BatchStatsGenerator, "rest of its batch"),
+], ids=["hardtanh_output", "sigmoid_output", "ignores_latent_dim", "batch_statistics_in_eval"])
+def test_generator_check_catches_a_clamp_a_sigmoid_a_fixed_latent_size_and_batch_statistics(make, message):
+    """Are outputs bounded the wrong way, a latent_dim argument that is not honoured, and an eval-mode image that
+    depends on the other codes of the batch caught (each passes the range and shape checks)?"""
+    with pytest.raises(AssertionError, match=message):
+        check_generator(make, budget=1_000_000)
+
+
 def test_generator_check_needs_the_latent_size():
     """Is a generator that does not say its latent size refused with a message naming latent_dim?"""
     class NoLatent(Generator):
@@ -95,6 +134,40 @@ def test_discriminator_check_passes_logits_and_catches_pooling_sigmoid_and_shape
                           (lambda: Discriminator(keepdim=True), r"expected \(6,\)")):
         with pytest.raises(AssertionError, match=message):
             check_discriminator(make, budget=1_000_000)
+
+
+class DefaultSlopeDiscriminator(Discriminator):
+    def __init__(self):
+        super().__init__()
+        for i, m in enumerate(self.net):
+            if isinstance(m, nn.LeakyReLU):
+                self.net[i] = nn.LeakyReLU()
+
+
+class DropoutDiscriminator(Discriminator):
+    def forward(self, x):   # F.dropout without training=self.training: on in eval mode too
+        return self.net[-1](F.dropout(self.net[:-1](x), 0.3)).squeeze(1)
+
+
+class StandardisingDiscriminator(Discriminator):
+    def forward(self, x):
+        return super().forward((x - x.mean()) / x.std())
+
+
+class SqueezeAllDiscriminator(Discriminator):
+    def forward(self, x):
+        return self.net(x).squeeze()
+
+
+@pytest.mark.parametrize("make,message", [
+    (DefaultSlopeDiscriminator, "slopes"), (DropoutDiscriminator, "random is still on"),
+    (StandardisingDiscriminator, "rest of its batch"), (SqueezeAllDiscriminator, "batch of one"),
+], ids=["leaky_slope_0.01", "dropout_in_eval", "standardises_the_batch", "squeezes_every_axis"])
+def test_discriminator_check_catches_the_slope_eval_randomness_batch_coupling_and_a_batch_of_one(make, message):
+    """Are PyTorch's default LeakyReLU slope, dropout left on in eval mode, logits that depend on the other images
+    of the batch, and a batch of one squeezed to a 0-d tensor caught?"""
+    with pytest.raises(AssertionError, match=message):
+        check_discriminator(make, budget=1_000_000)
 
 
 # --- losses --------------------------------------------------------------------------------------------
@@ -176,6 +249,24 @@ def d_step_trains_generator_too(G, D, opt_D, real, z):
     return loss.item()
 
 
+def d_step_no_detach(G, D, opt_D, real, z):
+    loss = d_loss(D(real), D(G(z)))
+    opt_D.zero_grad()
+    loss.backward()
+    opt_D.step()
+    return loss.item()
+
+
+def d_step_sets_generator_eval(G, D, opt_D, real, z):
+    G.eval()
+    return d_step(G, D, opt_D, real, z)
+
+
+def g_step_sets_discriminator_eval(G, D, opt_G, z):
+    D.eval()
+    return g_step(G, D, opt_G, z)
+
+
 def g_step_on(loss_fn):
     """The textbook g_step, on the given generator loss."""
     def g_step(G, D, opt_G, z):
@@ -202,16 +293,21 @@ def test_step_checks_pass_correct_steps():
 
 
 @pytest.mark.parametrize("bad,message", [(d_step_no_zero_grad, "stale gradients"),
-                                         (d_step_trains_generator_too, "changed the generator")])
-def test_d_step_check_catches_stale_gradients_and_generator_updates(bad, message):
-    """Are a d_step that never clears gradients (right on step 1, wrong on step 2) and one that moves G caught?"""
+                                         (d_step_trains_generator_too, "changed the generator"),
+                                         (d_step_no_detach, "detach the fakes"),
+                                         (d_step_sets_generator_eval, "left it in eval mode")])
+def test_d_step_check_catches_stale_gradients_generator_updates_and_gradients_and_modes(bad, message):
+    """Are a d_step that never clears gradients (right on step 1, wrong on step 2), one that moves G, one that
+    backpropagates into G (G unchanged, its .grad filled) and one that leaves G in eval mode caught?"""
     with pytest.raises(AssertionError, match=message):
         check_d_step(bad, d_loss, seed=3)
 
 
-@pytest.mark.parametrize("bad,message", [(g_step_saturating, "returned loss"), (g_step_returns_tensor, "Python float")])
-def test_g_step_check_catches_another_loss_and_a_tensor_result(bad, message):
-    """Are a g_step that does not use the given generator loss, and one returning a tensor, caught?"""
+@pytest.mark.parametrize("bad,message", [(g_step_saturating, "returned loss"), (g_step_returns_tensor, "Python float"),
+                                         (g_step_sets_discriminator_eval, "left it in eval mode")])
+def test_g_step_check_catches_another_loss_a_tensor_result_and_a_mode_change(bad, message):
+    """Are a g_step that does not use the given generator loss, one returning a tensor, and one that leaves D in
+    eval mode caught?"""
     with pytest.raises(AssertionError, match=message):
         check_g_step(bad, g_loss, seed=4)
 

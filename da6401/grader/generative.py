@@ -19,7 +19,7 @@ from da6401.grader.checkpoints import count_parameters, load_into
 from da6401.grader.checks import assert_close, call_student
 from da6401.student.checks import LOSS_BAND
 from da6401.grader.judge import judge_samples
-from da6401.grader.models import _forward
+from da6401.grader.models import _forward, assert_eval_consistent
 from da6401.student.objects import is_instance, type_name, value_and_grad
 
 
@@ -31,8 +31,11 @@ def check_generator(make_generator: Callable[[], nn.Module], budget: int) -> nn.
     """Fail unless ``make_generator()`` builds a DCGAN generator with the contract above.
 
     Checks: a ``latent_dim`` attribute; (N, latent_dim) -> (N, 1, 28, 28) in train and eval mode; at least one
-    ConvTranspose2d and one BatchNorm layer; at most ``budget`` parameters; pixels in [-1, 1] even when every
-    weight is scaled up tenfold (a tanh output keeps them there, a linear output does not).
+    ConvTranspose2d and one BatchNorm layer; at most ``budget`` parameters; in eval mode a function of each code
+    alone (deterministic, batch of one included); pixels in [-1, 1] even when every weight is scaled up tenfold
+    (a tanh output keeps them there, a linear output does not), reaching both ends (a sigmoid does not reach -1);
+    not clamped (see _assert_not_clamped); and ``make_generator(latent_dim=k)``, which the notebook's signature
+    offers, takes codes of size k.
     """
     __tracebackhide__ = True
     G = make_generator()
@@ -53,20 +56,75 @@ def check_generator(make_generator: Callable[[], nn.Module], budget: int) -> nn.
             f"in {mode} mode, {batch} codes gave images of shape {tuple(out.shape)}; expected {(batch, 1, 28, 28)}")
         assert torch.isfinite(out).all() and out.abs().max() <= 1.0, (
             f"in {mode} mode the pixels span [{out.min():.3f}, {out.max():.3f}]; they must lie in [-1, 1]")
-    loud = copy.deepcopy(G).eval()
+    assert_eval_consistent(G, torch.randn(5, latent, generator=g), "images")
+    z = torch.randn(64, latent, generator=g)
     with torch.no_grad():
-        for p in loud.parameters():
-            p.mul_(10.0)
-        out = _forward(loud, 3 * torch.randn(64, latent, generator=g))
+        out = _forward(_scaled(G, 10.0), 3 * z)
     assert out.abs().max() <= 1.0, (
         f"with its weights scaled up, the generator gives pixels up to {out.abs().max():.1f}: its output layer does "
         "not bound them to [-1, 1] (DCGAN ends the generator with tanh)")
+    assert out.min() <= -0.99 and out.max() >= 0.99, (
+        f"with its weights scaled up, the generator's pixels span only [{out.min():.3f}, {out.max():.3f}]: a tanh "
+        "output reaches both -1 (the background of the scaled digits) and +1")
+    _assert_not_clamped(G, z)
+    other = latent // 2 + 3
+    try:
+        small = make_generator(latent_dim=other)
+    except TypeError:   # a Generator without the argument: nothing to honour
+        return G.eval()
+    assert getattr(small, "latent_dim", None) == other, (
+        f"Generator(latent_dim={other}).latent_dim is {getattr(small, 'latent_dim', None)!r}, not {other}")
+    try:
+        with torch.no_grad():
+            out = _forward(small.eval(), torch.randn(2, other, generator=g))
+    except Exception as e:
+        raise AssertionError(f"Generator(latent_dim={other}) cannot take (2, {other}) codes ({type(e).__name__}: {e}); "
+                             "build the first layer from the latent_dim argument") from None
+    assert tuple(out.shape) == (2, 1, 28, 28), (
+        f"Generator(latent_dim={other}) gave images of shape {tuple(out.shape)} for 2 codes; expected (2, 1, 28, 28)")
     return G.eval()
+
+
+def _scaled(G: nn.Module, factor: float) -> nn.Module:
+    """A copy of G in eval mode with every parameter multiplied by ``factor``."""
+    loud = copy.deepcopy(G).eval()
+    with torch.no_grad():
+        for p in loud.parameters():
+            p.mul_(factor)
+    return loud
+
+
+CLAMPED_SHARE = 0.5   # of the pixels beyond 0.9 in size, the share at exactly +-1 that betrays a clamp
+
+
+@torch.no_grad()
+def _assert_not_clamped(G: nn.Module, z: torch.Tensor) -> None:
+    """Fail if the output is a clamp (hardtanh, clamp(-1, 1)) rather than tanh.
+
+    With the weights scaled so that between 3 % and 15 % of the pixels exceed 0.9 in size, tanh gives exactly +-1 in
+    float32 only to pre-activations beyond 8.7 in size, a few of those pixels at most, while a clamp gives +-1 to
+    nearly all of them (measured on the reference at init: 0 % and 80 %). Not decided (passes) when no scale of
+    the weights puts the output in that band.
+    """
+    __tracebackhide__ = True
+    low, high = 0.0, 3.0   # log10 of the factor
+    for _ in range(40):
+        mid = (low + high) / 2
+        out = _forward(_scaled(G, 10 ** mid), z)
+        big = float((out.abs() > 0.9).float().mean())
+        if 0.03 <= big <= 0.15:
+            share = float((out.abs() == 1).float().mean()) / big
+            assert share < CLAMPED_SHARE, (
+                f"{share:.0%} of the pixels beyond 0.9 in size are exactly +-1: the output is clamped (hardtanh or "
+                "clamp), not tanh, and its gradient is zero wherever the clamp bites; end with tanh")
+            return
+        low, high = (mid, high) if big < 0.03 else (low, mid)
 
 
 def check_discriminator(make_discriminator: Callable[[], nn.Module], budget: int) -> nn.Module:
     """Fail unless ``make_discriminator()`` maps (N, 1, 28, 28) images to (N,) finite logits, uses strided
-    convolutions (no pooling), has no sigmoid at the end (the losses take logits) and fits ``budget``."""
+    convolutions (no pooling), LeakyReLU modules (if any) of slope 0.2, has no sigmoid at the end (the losses take
+    logits), fits ``budget``, and in eval mode is a function of each image alone (a batch of one included)."""
     __tracebackhide__ = True
     D = make_discriminator()
     n = count_parameters(D)
@@ -76,6 +134,9 @@ def check_discriminator(make_discriminator: Callable[[], nn.Module], budget: int
         f"{type_name(D)} has no strided Conv2d; DCGAN downsamples with strided convolutions")
     assert not any(is_instance(m, (nn.MaxPool2d, nn.AvgPool2d)) for m in D.modules()), (
         "DCGAN replaces pooling with strided convolutions")
+    slopes = {m.negative_slope for m in D.modules() if is_instance(m, nn.LeakyReLU)}
+    assert slopes <= {0.2}, (
+        f"{type_name(D)}'s LeakyReLU slopes are {sorted(slopes)}; the DCGAN guidelines use 0.2 (PyTorch's default is 0.01)")
     g = _unseen(2)
     for mode, batch in (("train", 6), ("eval", 2)):
         D.train(mode == "train")
@@ -87,6 +148,7 @@ def check_discriminator(make_discriminator: Callable[[], nn.Module], budget: int
         assert torch.isfinite(out).all(), f"in {mode} mode the logits are not all finite"
     last = [m for m in D.modules() if len(list(m.children())) == 0][-1]
     assert not is_instance(last, nn.Sigmoid), "the discriminator ends with a sigmoid; return logits (the losses apply it)"
+    assert_eval_consistent(D, torch.rand(5, 1, 28, 28, generator=g) * 2 - 1, "logits")
     return D.eval()
 
 
@@ -220,10 +282,22 @@ def _assert_step(module: nn.Module, before: list[torch.Tensor], oracle: nn.Modul
                               f"(band <= {tol:g}); stale gradients not cleared, or the wrong loss?")
 
 
-def check_d_step(d_step: Callable, discriminator_loss: Callable, seed: int = 0, steps: int = 2) -> None:
+_MODES = ((True, True), (False, True), (True, False))   # (G.training, D.training) the steps are handed, in turn
+
+
+def _assert_modes(G: nn.Module, D: nn.Module, modes: tuple[bool, bool], name: str) -> None:
+    __tracebackhide__ = True
+    for model, what, was in ((G, "generator", modes[0]), (D, "discriminator", modes[1])):
+        assert model.training == was, (
+            f"{name} was handed the {what} in {'training' if was else 'eval'} mode and left it in "
+            f"{'training' if model.training else 'eval'} mode: use the models in the mode they are in")
+
+
+def check_d_step(d_step: Callable, discriminator_loss: Callable, seed: int = 0, steps: int = 3) -> None:
     """Fail unless ``steps`` calls of d_step(G, D, opt_D, real, z) on a small (G, D) pair with plain SGD each
     take the step the oracle takes: gradient of discriminator_loss(D(real), D(G(z))) w.r.t. D only, fresh each
-    step (gradients cleared), G unchanged; and return the loss before the step.
+    step (gradients cleared), G unchanged and without gradients (the fakes detached), both models left in the
+    mode they were handed (see _MODES); and return the loss before the step.
 
     The oracle uses the student's own ``discriminator_loss`` (checked on its own by check_discriminator_loss),
     so a wrong loss costs the loss's points, not the step's too.
@@ -236,19 +310,26 @@ def check_d_step(d_step: Callable, discriminator_loss: Callable, seed: int = 0, 
     for step in range(steps):
         real = torch.rand(6, 1, 28, 28, generator=g) * 2 - 1
         z = torch.randn(4, 3, generator=g)
+        modes = _MODES[step % len(_MODES)]
+        G.train(modes[0]), D.train(modes[1])
         D_oracle, d_before = copy.deepcopy(D), _params(D)
+        G.zero_grad(set_to_none=True)
         loss = _call_step(d_step, G, D, opt, real, z)
+        _assert_modes(G, D, modes, "d_step")
         for p, before in zip(G.parameters(), g_before):
             assert torch.equal(p.detach(), before), "d_step changed the generator; it must update the discriminator only"
+        assert all(p.grad is None or not p.grad.any() for p in G.parameters()), (
+            "d_step left gradients in the generator's parameters: detach the fakes, so that the discriminator's "
+            "backward pass stops at them")
         want = _oracle_step(D_oracle, discriminator_loss, [D_oracle(real), D_oracle(G(z).detach())], lr=0.5)
         assert_close(loss, want, tol=LOSS_BAND, name=f"d_step's returned loss (step {step + 1})")
         _assert_step(D, d_before, D_oracle, f"d_step, step {step + 1}")
 
 
-def check_g_step(g_step: Callable, generator_loss: Callable, seed: int = 0, steps: int = 2) -> None:
+def check_g_step(g_step: Callable, generator_loss: Callable, seed: int = 0, steps: int = 3) -> None:
     """Fail unless ``steps`` calls of g_step(G, D, opt_G, z) with plain SGD on G each take the oracle's step:
     gradient of generator_loss(D(G(z))) (the student's own, as in check_d_step) w.r.t. G, fresh each step;
-    D unchanged; loss returned."""
+    D unchanged; modes left as handed; loss returned."""
     __tracebackhide__ = True
     G, D = _pair(seed + 1)
     opt = torch.optim.SGD(G.parameters(), lr=0.5)
@@ -256,8 +337,11 @@ def check_g_step(g_step: Callable, generator_loss: Callable, seed: int = 0, step
     g = _unseen(20 + seed)
     for step in range(steps):
         z = torch.randn(5, 3, generator=g)
+        modes = _MODES[step % len(_MODES)]
+        G.train(modes[0]), D.train(modes[1])
         G_oracle, g_before = copy.deepcopy(G), _params(G)
         loss = _call_step(g_step, G, D, opt, z)
+        _assert_modes(G, D, modes, "g_step")
         for p, before in zip(D.parameters(), d_before):
             assert torch.equal(p.detach(), before), "g_step changed the discriminator; it must update the generator only"
         want = _oracle_step(G_oracle, generator_loss, [D(G_oracle(z))], lr=0.5)
@@ -360,6 +444,14 @@ def _real_digits() -> tuple[torch.Tensor, float, float]:
                              _nearest(_recentred_ink(test[:1000].flip(-1)), bank[:len(train)]))
         _REAL.update(bank=bank, median=float(held.median()), close=float(held.quantile(0.05)))
     return _REAL["bank"], _REAL["median"], _REAL["close"]
+
+
+def preload() -> None:
+    """Load the real digits' bank and the judge (the mutant runner's forks then share them)."""
+    from da6401.grader.judge import preload as judge_preload
+
+    _real_digits()
+    judge_preload()
 
 
 def assert_new_digits(G: nn.Module, n: int = 1000, bar: float = NEAR_COPY_BAR) -> float:

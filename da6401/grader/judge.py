@@ -23,6 +23,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -143,13 +144,24 @@ def frechet_distance(mu1: np.ndarray, cov1: np.ndarray, mu2: np.ndarray, cov2: n
 _TEST_GAUSSIAN: dict = {}
 
 
+@lru_cache(maxsize=1)
+def _default_judge() -> MnistJudge:
+    """The judge :func:`load_judge` finds, loaded once per process (the grader measures every DCGAN with it)."""
+    return load_judge()
+
+
+def preload() -> None:
+    """Load the judge and its statistics of the MNIST test set (the mutant runner's forks then share them)."""
+    judge_samples(torch.zeros(2, 1, 28, 28))
+
+
 @torch.no_grad()
 def judge_samples(images: torch.Tensor, judge: MnistJudge | None = None) -> SampleStats:
     """Measure images (N, 1, 28, 28) in [-1, 1] against the MNIST test set with the judge.
 
     Pixels outside [-1, 1] are clipped first: the judge is not asked about images no MNIST digit resembles.
     """
-    judge = judge or load_judge()
+    judge = judge or _default_judge()
     images = images.detach().float().cpu().clamp(-1, 1)
     if id(judge) not in _TEST_GAUSSIAN:
         _TEST_GAUSSIAN.clear()

@@ -269,6 +269,13 @@ def check_attention_grid(cls_attention_grid: Callable, seed: int) -> None:
 
 
 # --- Part 4: the checkpoint -------------------------------------------------------------------------------
+def preload() -> None:
+    """Build the graded test set (the mutant runner's forks then share it)."""
+    from da6401.grader.cifar import preload as cifar_preload
+
+    cifar_preload()
+
+
 def normalised_test_set() -> tuple[torch.Tensor, torch.Tensor]:
     """The 10,000 CIFAR-10 test images as the grader measures a model on them (A2's contract: [0, 1], training
     statistics; the grader's order and perturbation, :func:`da6401.grader.cifar.graded_test_set`)."""
