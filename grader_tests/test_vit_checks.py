@@ -98,12 +98,20 @@ def test_attention_check_passes_correct_implementations(good):
     check_attention(good, seed=2)
 
 
+def attention_softmax_overflows(q, k, v):  # softmax by hand without subtracting the row maximum
+    e = torch.exp(q @ k.transpose(-2, -1) / math.sqrt(q.size(-1)))
+    w = e / e.sum(-1, keepdim=True)
+    return w @ v, w
+
+
 @pytest.mark.parametrize("bad,message", [(attention_no_scaling, "without the 1/sqrt"),
                                          (attention_softmax_over_queries, "over the queries"),
                                          (attention_scaled_by_dh, "relative error"),
-                                         (attention_weights_transposed, "sum to 1")])
+                                         (attention_weights_transposed, "sum to 1"),
+                                         (attention_softmax_overflows, "subtract each row's maximum")])
 def test_attention_check_catches_the_usual_bugs(bad, message):
-    """Are a missing scale, a softmax over the queries, a 1/Dh scale and transposed weights caught, the first two by name?"""
+    """Are a missing scale, a softmax over the queries, a 1/Dh scale, transposed weights and a hand-written softmax
+    that overflows on confident float32 scores (exact on ordinary ones) caught, the first two and the last by name?"""
     with pytest.raises(AssertionError, match=message):
         check_attention(bad, seed=2)
 
@@ -159,6 +167,22 @@ class MHSAWithoutWeights(MHSA):
         return out
 
 
+class MHSAFirstWeightsOnly(MHSA):
+    def forward(self, x):
+        kept = self.last_weights
+        out = super().forward(x)
+        self.last_weights = kept if kept is not None else self.last_weights   # keeps the first call's weights
+        return out
+
+
+class MHSAWeightsAttached(MHSA):
+    def forward(self, x):
+        b, n, d = x.shape
+        q, k, v = self.qkv(x).reshape(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        out, self.last_weights = self.attend(q, k, v)   # not detached: holds the graph
+        return self.proj(out.transpose(1, 2).reshape(b, n, d))
+
+
 NOTEBOOK = {"attention": attention_no_scaling}  # stands for a notebook's globals
 
 
@@ -182,11 +206,13 @@ def test_multi_head_check_does_not_charge_a_broken_attention_twice():
     (lambda d, h: MHSA(d, h, split="heads_outer"), "nn.MultiheadAttention"),
     (MHSAHeadsMixedWrongly, "nn.MultiheadAttention"),
     (MHSAWithoutWeights, "last_weights"),
+    (MHSAFirstWeightsOnly, "keep the weights of every call"),
+    (MHSAWeightsAttached, "requires grad"),
     (lambda d, h: MHSA(d, h, attend=attention_no_scaling), "nn.MultiheadAttention"),
     (lambda d, h: nn.MultiheadAttention(d, h, batch_first=True), "qkv must be an nn.Linear")])
 def test_multi_head_check_catches_wrong_layouts(bad, message):
-    """Are a [q|k|v] split read as per-head triples, heads merged in the wrong order, no kept weights, a missing scale
-    and a module without the contract's qkv caught?"""
+    """Are a [q|k|v] split read as per-head triples, heads merged in the wrong order, no kept weights, weights kept
+    from the first call only or not detached, a missing scale and a module without the contract's qkv caught?"""
     with pytest.raises(AssertionError, match=message):
         check_multi_head(bad, seed=3)
 
@@ -282,6 +308,62 @@ def test_vit_check_catches_unused_tokens_wrong_shapes_and_size(bad, message):
     over-budget model caught?"""
     with pytest.raises(AssertionError, match=message):
         check_vit(bad, budget=1_000_000, seed=5)
+
+
+class ArgsViT(ViT):
+    """The notebook's signature: patch and num_classes as arguments, honoured unless told otherwise."""
+
+    def __init__(self, patch=4, num_classes=10, ignore=None, shared_block=False, read=0):
+        super().__init__(pos_rows=(32 // patch) ** 2 + 1)
+        self.patch, self.read = (4 if ignore == "patch" else patch), read
+        self.patch_embed = nn.Linear(3 * self.patch ** 2, 32)
+        self.head = nn.Linear(32, 10 if ignore == "num_classes" else num_classes)
+        if shared_block:
+            self.blocks = nn.ModuleList([Block(32, 4, 64)] * 2)
+
+    def forward(self, images):
+        x = self.patch_embed(patchify(images, self.patch))
+        x = torch.cat([self.cls_token.expand(len(x), -1, -1), x], 1) + self.pos_embedding
+        for block in self.blocks:
+            x = block(x)
+        return self.head(self.norm(x)[:, self.read])
+
+
+class DropoutBlock(Block):
+    def forward(self, x):   # dropout left on in eval mode: the block's bug, not the model's
+        return F.dropout(super().forward(x), 0.1)
+
+
+def _notebook(block=Block):
+    return {"patchify": patchify, "attention": attention, "MultiHeadSelfAttention": MHSA, "Block": block}
+
+
+def test_vit_check_with_the_notebook_passes_and_does_not_charge_a_broken_block_twice():
+    """Does a ViT with the notebook's signature pass, and does one whose Block leaves dropout on in eval mode (which
+    check_block fails) pass check_vit when the notebook's namespace is given, and fail without it?"""
+    check_vit(ArgsViT, budget=1_000_000, seed=5, namespace=_notebook())
+
+    class NotebookViT(ArgsViT):
+        def __init__(self, **kw):
+            super().__init__(**kw)
+            self.blocks = nn.ModuleList([DropoutBlock(32, 4, 64) for _ in range(2)])
+
+    check_vit(NotebookViT, budget=1_000_000, seed=5, namespace=_notebook(DropoutBlock))
+    with pytest.raises(AssertionError, match="random is still on"):
+        check_vit(NotebookViT, budget=1_000_000, seed=5)
+
+
+@pytest.mark.parametrize("make,message", [
+    (lambda **kw: ArgsViT(read=-1, **kw), "class token's final state"),
+    (lambda **kw: ArgsViT(ignore="num_classes", **kw), r"expected \(2, 7\)"),
+    (lambda **kw: ArgsViT(ignore="patch", **kw), r"pos_embedding must be an nn.Parameter of shape \(1, 17|fails on two"),
+    (lambda **kw: ArgsViT(shared_block=True, **kw), "several names"),
+], ids=["reads_the_last_token", "ignores_num_classes", "ignores_patch", "one_block_listed_twice"])
+def test_vit_check_catches_the_wrong_token_ignored_arguments_and_a_shared_block(make, message):
+    """Are a head that reads the last token instead of the class token, ViT(num_classes=7) or ViT(patch=8) built
+    as if they were not given, and one Block listed in every place caught?"""
+    with pytest.raises(AssertionError, match=message):
+        check_vit(make, budget=1_000_000, seed=5, namespace=_notebook())
 
 
 # --- the attention map -------------------------------------------------------------------------------------

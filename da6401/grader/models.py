@@ -30,7 +30,8 @@ def check_classifier(make_model: Callable[[], torch.nn.Module], input_shape: Seq
     eval mode and for any N >= 2; at most ``budget`` trainable parameters; at least one layer of
     each type in ``required`` (say ``nn.Conv2d`` for a CNN). In eval mode the model is a function of
     each example: the same logits on every call (no dropout left on) and for an example alone or in a
-    batch. Logits, not probabilities: ``F.cross_entropy`` applies the softmax itself.
+    batch. Logits, not probabilities: ``F.cross_entropy`` applies the softmax itself. Every parameter
+    registered once (one module listed in several places shares its weights: ``[Block()] * depth``).
 
     Returns:
         The model built, in eval mode.
@@ -40,6 +41,11 @@ def check_classifier(make_model: Callable[[], torch.nn.Module], input_shape: Seq
     n = count_parameters(model)
     print(f"{type_name(model)}: {n:,} trainable parameters (budget {budget:,})")
     assert n <= budget, f"{type_name(model)} has {n:,} trainable parameters; the budget is {budget:,}"
+    names = [name for name, _ in model.named_parameters(remove_duplicate=False)]
+    unique = {name for name, _ in model.named_parameters()}
+    assert len(names) == len(unique), (
+        f"{type_name(model)} registers the same parameters under several names ({', '.join(sorted(set(names) - unique)[:3])} "
+        "...): one module used in several places, as [Block(...)] * depth does; build a new one for each place")
     for kind in required:
         assert any(is_instance(m, kind) for m in model.modules()), (
             f"{type_name(model)} has no {kind.__name__} layer; this part asks for one")

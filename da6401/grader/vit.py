@@ -21,16 +21,16 @@ The contract, stated in the notebook too:
 Every oracle here is PyTorch's own (``F.unfold``, ``F.scaled_dot_product_attention``,
 ``nn.MultiheadAttention``) or the student's own submodules, in float64 on unseen inputs.
 
-A bug in ``patchify``, ``attention`` or the block's wiring costs its own cell. So that it does not
-also cost the checkpoint's, :func:`assert_checkpoint_accuracy` measures the student's model as it is
-and, only when that falls below the bar, once more with :func:`contract_parts` in place (the exact
-contract versions of those three): a checkpoint trained with correct code and submitted beside a
+A bug in ``patchify``, ``attention``, the multi-head attention or the block's wiring costs its own cell. So that
+it does not also cost the model's, :func:`check_vit` runs with :func:`contract_parts` in place (the exact contract
+versions of those four), and :func:`assert_checkpoint_accuracy` measures the student's model as it is and, only
+when that falls below the bar, once more with them: a checkpoint trained with correct code and submitted beside a
 later-broken function still counts; one trained with the bug does not become better.
 """
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Callable, Iterator, MutableMapping
 
 import numpy as np
@@ -45,6 +45,11 @@ from da6401.student.objects import is_instance, own_attribute, type_name
 
 TOL = 1e-6  # float64 throughout (inputs, weights): re-implementations agree to ~1e-12 even through softmax and
             # LayerNorm; between GOOD_BAND and FD_BAND, since einsum and unfold sum in other orders
+
+
+CONFIDENT_BAND = 1e-3  # float32 scores of size ~300 are rounded by ~300 * 6e-8 = 2e-5, and softmax passes an absolute
+                      # score error on as a relative one (summed in any order: measured up to 1e-5); a wrong softmax
+                      # is off by O(1) or not finite
 
 
 # --- the contract's exact versions ------------------------------------------------------------------
@@ -65,34 +70,63 @@ def prenorm_forward(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return x + block.mlp(block.norm2(x))
 
 
+def reference_mhsa_forward(mhsa: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The contract's multi-head self-attention (B, N, dim) -> (B, N, dim), through the module's own ``qkv``,
+    ``proj`` and ``heads`` (the notebook's skeleton sets ``self.heads``); keeps ``last_weights``."""
+    b, n, d = x.shape
+    q, k, v = mhsa.qkv(x).reshape(b, n, 3, mhsa.heads, d // mhsa.heads).permute(2, 0, 3, 1, 4)
+    out, weights = reference_attention(q, k, v)
+    mhsa.last_weights = weights.detach()
+    return mhsa.proj(out.transpose(1, 2).reshape(b, n, d))
+
+
+def _identity_forward(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return x
+
+
+# The notebook's classes whose forward contract_parts replaces, and with what.
+CONTRACT_FORWARDS = {"Block": prenorm_forward, "MultiHeadSelfAttention": reference_mhsa_forward}
+
+
 @contextmanager
-def contract_parts(namespace: MutableMapping) -> Iterator[None]:
-    """Within the block, the notebook's ``patchify`` and ``attention`` are the contract's exact versions and
-    its ``Block`` runs the pre-norm wiring through its own submodules; everything is restored afterwards.
+def _forward_of(cls, forward: Callable) -> Iterator[None]:
+    """Within the block, instances of the class ``cls`` (the notebook's) run ``forward``; restored afterwards."""
+    had = own_attribute(cls, "forward")
+    old = getattr(cls, "forward") if had else None
+    setattr(cls, "forward", forward)
+    try:
+        yield
+    finally:
+        if had:
+            setattr(cls, "forward", old)
+        else:
+            delattr(cls, "forward")
+
+
+@contextmanager
+def contract_parts(namespace: MutableMapping, keep: tuple[str, ...] = ()) -> Iterator[None]:
+    """Within the block, the notebook's ``patchify`` and ``attention`` are the contract's exact versions, and its
+    ``MultiHeadSelfAttention`` and ``Block`` run the contract's computation through their own submodules
+    (:data:`CONTRACT_FORWARDS`); everything is restored afterwards.
 
     Args:
         namespace: the notebook's namespace (``notebook`` in a test cell), where the model's code looks names up.
+        keep: names of those parts left as the notebook has them (the part a check is about).
     """
-    saved = {name: namespace[name] for name in ("patchify", "attention") if name in namespace}
-    block = namespace["Block"] if "Block" in namespace else None
-    had_forward = block is not None and own_attribute(block, "forward")
-    old_forward = getattr(block, "forward") if had_forward else None
-    try:
-        if "patchify" in saved:
-            namespace["patchify"] = reference_patchify
-        if "attention" in saved:
-            namespace["attention"] = reference_attention
-        if block is not None:
-            setattr(block, "forward", prenorm_forward)
-        yield
-    finally:
-        for name, value in saved.items():
-            namespace[name] = value
-        if block is not None:
-            if had_forward:
-                setattr(block, "forward", old_forward)
-            else:
-                delattr(block, "forward")
+    saved = {name: namespace[name] for name in ("patchify", "attention") if name in namespace and name not in keep}
+    with ExitStack() as stack:
+        for name, forward in CONTRACT_FORWARDS.items():
+            if name in namespace and name not in keep:
+                stack.enter_context(_forward_of(namespace[name], forward))
+        try:
+            if "patchify" in saved:
+                namespace["patchify"] = reference_patchify
+            if "attention" in saved:
+                namespace["attention"] = reference_attention
+            yield
+        finally:
+            for name, value in saved.items():
+                namespace[name] = value
 
 
 # --- Part 1: patches -----------------------------------------------------------------------------------
@@ -144,6 +178,15 @@ def check_attention(attention: Callable, seed: int) -> None:
                 if rel_error(weights, unscaled) <= TOL else "")
         assert_close(weights, want_w, tol=TOL, name=f"{name}: weights vs softmax(q k^T / sqrt(Dh)){hint}")
         assert_close(out, want_out, tol=TOL, name=f"{name}: out vs F.scaled_dot_product_attention")
+    # Confident attention in float32, the dtype training uses: scores up to about 300, where exp overflows (at 88).
+    q, k, v = (torch.from_numpy(rng.standard_normal((2, 2, 6, 8)) * s).float() for s in (8.0, 8.0, 1.0))
+    name = "attention(float32 q, k, v with scores up to about 300)"
+    out, weights = (r.detach() for r in call_student(name, attention, q.clone(), k.clone(), v.clone()))
+    assert torch.isfinite(weights).all() and torch.isfinite(out).all(), (
+        f"{name}: the weights are not all finite: subtract each row's maximum score before exp (torch.softmax does)")
+    want_out, want_w = reference_attention(q.double(), k.double(), v.double())
+    assert_close(weights.double(), want_w, tol=CONFIDENT_BAND, name=f"{name}: weights")
+    assert_close(out.double(), want_out, tol=CONFIDENT_BAND, name=f"{name}: out")
 
 
 def check_multi_head(make_mhsa: Callable, seed: int, namespace: MutableMapping | None = None) -> None:
@@ -157,7 +200,7 @@ def check_multi_head(make_mhsa: Callable, seed: int, namespace: MutableMapping |
     """
     __tracebackhide__ = True
     rng = unseen_rng(seed)
-    ctx = contract_parts(namespace) if namespace is not None else _nothing()
+    ctx = contract_parts(namespace, keep=("MultiHeadSelfAttention",)) if namespace is not None else _nothing()
     with ctx:
         for dim, heads, b, n in ((12, 3, 2, 5), (16, 2, 3, 4), (24, 4, 1, 9)):
             name = f"MultiHeadSelfAttention({dim}, {heads})"
@@ -186,6 +229,19 @@ def check_multi_head(make_mhsa: Callable, seed: int, namespace: MutableMapping |
             kept = getattr(mhsa, "last_weights", None)
             assert kept is not None, f"{name} must keep its last attention weights in self.last_weights"
             assert_close(kept.detach(), want_w, tol=TOL, name=f"{name}.last_weights (B, heads, N, N)")
+        # A second call, with gradients on (as in training): last_weights is that call's, and detached.
+        x = torch.from_numpy(rng.standard_normal((b + 1, n, dim)))
+        call_student(f"{name} on a second batch of shape {(b + 1, n, dim)}", mhsa, x.clone())
+        with torch.no_grad():
+            want_w = ref(x, x, x, need_weights=True, average_attn_weights=False)[1]
+        kept = getattr(mhsa, "last_weights", None)
+        assert kept is not None and tuple(kept.shape) == tuple(want_w.shape), (
+            f"after a second call on a batch of shape {(b + 1, n, dim)}, {name}.last_weights has shape "
+            f"{tuple(getattr(kept, 'shape', ()))}, not {tuple(want_w.shape)}: keep the weights of every call, the last one wins")
+        assert_close(kept.detach(), want_w, tol=TOL, name=f"{name}.last_weights after a second call")
+        assert not kept.requires_grad, (
+            f"{name}.last_weights still requires grad: keep them detached (weights.detach()), or they hold the "
+            "whole forward graph in memory")
 
 
 @contextmanager
@@ -220,11 +276,49 @@ def check_block(make_block: Callable, seed: int) -> None:
         assert_close(got, want, tol=TOL, name=f"{name} vs x + attn(norm1(x)), then + mlp(norm2(.)){hint}")
 
 
-def check_vit(make_model: Callable, budget: int, seed: int, num_patches: int = 64) -> nn.Module:
-    """Fail unless ``make_model()`` is a classifier of (B, 3, 32, 32) images within ``budget`` whose
-    ``cls_token`` (1, 1, D) and ``pos_embedding`` (1, num_patches + 1, D) both change the logits."""
+def check_vit(make_model: Callable, budget: int, seed: int, num_patches: int = 64,
+              namespace: MutableMapping | None = None) -> nn.Module:
+    """Fail unless ``make_model()`` is a classifier of (B, 3, 32, 32) images within ``budget`` (checks of
+    :func:`~da6401.grader.models.check_classifier`) whose ``cls_token`` (1, 1, D) and ``pos_embedding``
+    (1, num_patches + 1, D) both change the logits, which classifies the class token's final state (with every
+    block the identity, the logits do not depend on the image), and which honours ``patch`` and ``num_classes``.
+
+    Args:
+        namespace: the notebook's globals; when given, the check runs within :func:`contract_parts`, so a bug in
+            a part of the model costs that part's cell, not this one too.
+    """
     __tracebackhide__ = True
-    model = check_classifier(make_model, (3, 32, 32), num_classes=10, budget=budget, required=(nn.LayerNorm,))
+    with contract_parts(namespace) if namespace is not None else _nothing():
+        model = check_classifier(make_model, (3, 32, 32), num_classes=10, budget=budget, required=(nn.LayerNorm,))
+        _assert_tokens(model, num_patches)
+        rng = unseen_rng(seed)
+        model = model.double().eval()
+        x = torch.from_numpy(rng.standard_normal((3, 3, 32, 32)))
+        cls, pos = model.cls_token, model.pos_embedding
+        with torch.no_grad():
+            before = model(x)
+            for param, what in ((pos, "pos_embedding"), (cls, "cls_token")):
+                saved = param.detach().clone()
+                param.add_(torch.from_numpy(rng.standard_normal(tuple(param.shape))))
+                after = model(x)
+                param.copy_(saved)
+                assert rel_error(after, before) > 1e-3, (
+                    f"changing {what} does not change the logits: the model must add it to the tokens"
+                    + (" (without position embeddings a transformer sees a bag of patches: it cannot tell where each is)"
+                       if what == "pos_embedding" else ""))
+            if namespace is not None and "Block" in namespace:
+                with _forward_of(namespace["Block"], _identity_forward):
+                    a, b = model(x), model(torch.from_numpy(rng.standard_normal((3, 3, 32, 32))))
+                assert rel_error(a, b) <= TOL, (
+                    "with every block the identity, the logits still depend on the image: the head must classify the "
+                    "class token's final state (position 0), which only attention connects to the patches")
+        _assert_arguments_honoured(make_model)
+    return model.float()
+
+
+def _assert_tokens(model: nn.Module, num_patches: int) -> None:
+    """Fail unless ``model`` has the contract's ``cls_token`` (1, 1, D) and ``pos_embedding`` (1, num_patches + 1, D)."""
+    __tracebackhide__ = True
     cls, pos = getattr(model, "cls_token", None), getattr(model, "pos_embedding", None)
     assert isinstance(cls, nn.Parameter) and cls.dim() == 3 and cls.shape[:2] == (1, 1), (
         f"{type_name(model)}.cls_token must be an nn.Parameter of shape (1, 1, D)")
@@ -233,21 +327,25 @@ def check_vit(make_model: Callable, budget: int, seed: int, num_patches: int = 6
         f"{type_name(model)}.pos_embedding must be an nn.Parameter of shape {(1, num_patches + 1, d)} "
         f"(one row per patch and one for the class token), got "
         f"{tuple(pos.shape) if isinstance(pos, torch.Tensor) else type_name(pos)}")
-    rng = unseen_rng(seed)
-    model = model.double().eval()
-    x = torch.from_numpy(rng.standard_normal((3, 3, 32, 32)))
+
+
+def _assert_arguments_honoured(make_model: Callable) -> None:
+    """Fail unless ``make_model(patch=8, num_classes=7)``, which the notebook's signature offers, cuts 16 patches
+    and gives 7 logits (skipped for a class that takes no such arguments)."""
+    __tracebackhide__ = True
+    try:
+        model = make_model(patch=8, num_classes=7)
+    except TypeError:
+        return
+    _assert_tokens(model, 16)
     with torch.no_grad():
-        before = model(x)
-        for param, what in ((pos, "pos_embedding"), (cls, "cls_token")):
-            saved = param.detach().clone()
-            param.add_(torch.from_numpy(rng.standard_normal(tuple(param.shape))))
-            after = model(x)
-            param.copy_(saved)
-            assert rel_error(after, before) > 1e-3, (
-                f"changing {what} does not change the logits: the model must add it to the tokens"
-                + (" (without position embeddings a transformer sees a bag of patches: it cannot tell where each is)"
-                   if what == "pos_embedding" else ""))
-    return model.float()
+        try:
+            out = model.eval()(torch.zeros(2, 3, 32, 32))
+        except Exception as e:
+            raise AssertionError(f"ViT(patch=8, num_classes=7) fails on two images ({type(e).__name__}: {e}): "
+                                 "build and run the model from its arguments") from None
+    assert tuple(out.shape) == (2, 7), (
+        f"ViT(patch=8, num_classes=7) gave logits of shape {tuple(out.shape)} for two images; expected (2, 7)")
 
 
 # --- Part 5: attention maps ------------------------------------------------------------------------------
@@ -306,7 +404,8 @@ def assert_checkpoint_accuracy(make_model: Callable[[], nn.Module], path: str, b
     if acc < bar and namespace is not None:
         with contract_parts(namespace):
             repaired = accuracy(model, x, y)
-        print(f"with the contract's patchify, attention and pre-norm wiring in place of yours: {repaired:.4f}")
+        print(f"with the contract's patchify, attention, multi-head attention and pre-norm wiring in place of yours: "
+              f"{repaired:.4f}")
         if repaired >= bar:
             print("the checkpoint clears the bar with the contract's versions; the broken part lost its own cell")
             return repaired
