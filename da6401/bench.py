@@ -1,6 +1,7 @@
 """Reference runs: execute an assignment's reference notebook and print its figures.
 
     python -m da6401.bench a1_mlp
+    python -m da6401.bench overhead          # what the sandbox and the trusted grader cost (da6401.timing)
     python -m da6401.bench a2_cnn --keep grader_tests/submissions/a2_cnn/reference/files
     python -m da6401.bench a2_cnn --submission linear_classifier_baseline \
         --keep grader_tests/submissions/a2_cnn/linear_classifier_baseline/files
@@ -111,6 +112,11 @@ def run(assignment: str, submission: str = "reference", keep: Path | None = None
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "overhead":
+        from da6401.timing import main as overhead
+
+        return overhead(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m da6401.bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("assignment", choices=sorted(METRICS))
