@@ -1,4 +1,6 @@
-"""Grade mutants of a notebook in seconds, without nbgrader: which test cells does each bug cost?
+"""Grade mutants of a notebook without nbgrader, a few seconds each: which test cells does each bug cost?
+
+    python -m da6401.mutants [--verbose] [--workers N] [assignment/notebook ...]   # README's table
 
 A mutant (``grader_tests/mutants/<assignment>/<notebook>/<name>.toml``) is a plausible student bug, or a correct
 alternative, written as edits of the reference solution (the format of ``da6401.submissions``)::
@@ -430,3 +432,40 @@ def _grade_job(shell, job: dict) -> dict[str, tuple[float, str]]:
         results[grade_id] = (result.score(points), report(result, points) + "".join(f"(notebook {e})\n" for e in errors)
                              + f"({time.perf_counter() - start:.1f} s)\n")
     return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m da6401.mutants [--verbose] [--workers N] [assignment/notebook ...]``: grade the corpora and print
+    README's table (bugs caught, bugs losing exactly their cells, alternatives at full marks, seconds)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m da6401.mutants", description=main.__doc__)
+    parser.add_argument("only", nargs="*", help="corpora to grade, as assignment/notebook (default: all)")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--verbose", action="store_true", help="also list every mutant that is not as expected")
+    args = parser.parse_args(argv)
+    rows, status = [], 0
+    for assignment, notebook in corpora():
+        if args.only and f"{assignment}/{notebook}" not in args.only:
+            continue
+        start = time.perf_counter()
+        _, verdicts = grade_corpus(assignment, notebook, workers=args.workers)
+        bugs = [v for v in verdicts if v.mutant.kind == "bug"]
+        alternatives = [v for v in verdicts if v.mutant.kind == "alternative"]
+        rows.append((f"{assignment}/{notebook}", sum(v.caught for v in bugs), sum(v.as_expected for v in bugs),
+                     len(bugs), sum(v.as_expected for v in alternatives), len(alternatives),
+                     time.perf_counter() - start))
+        for v in verdicts:
+            if not v.as_expected:
+                status = 1
+                if args.verbose:
+                    print(f"{v.mutant.kind} {v.mutant.name}: lost {v.lost}, should lose {v.mutant.costs}")
+    print("| notebook | bugs caught | bugs losing exactly their cells | honest alternatives at full marks | seconds |")
+    print("|---|---|---|---|---|")
+    for name, caught, exact, n, alt_ok, n_alt, seconds in rows:
+        print(f"| {name} | {caught} / {n} | {exact} / {n} | {alt_ok} / {n_alt} | {seconds:.0f} |")
+    return status
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
