@@ -1,8 +1,10 @@
 """Does the grading-helper layer pass what is right, fail what is wrong, and say why?"""
 from __future__ import annotations
 
-import numpy as np
+import re
+
 import nbformat
+import numpy as np
 import pytest
 from nbclient import NotebookClient
 from nbgrader import utils
@@ -181,3 +183,24 @@ def test_hide_hidden_tests_hides_an_unterminated_region():
     cell = _graded("a = 1\n### BEGIN HIDDEN TESTS\nsecret = 42", "t")
     HideHiddenTests().preprocess(nbformat.v4.new_notebook(cells=[cell]), {})
     assert "secret" not in cell.source and cell.source.startswith("a = 1")
+
+
+def test_sanitize_outputs_runs_when_listed_and_cleans_outputs_and_written_answers():
+    """Is SanitizeOutputs on when autograde lists it (nbconvert's preprocessors are off by default, which once left
+    it doing nothing), and does it drop scripts from outputs and from a Markdown answer while keeping the text?"""
+    import nbformat
+
+    from da6401.nbgrader_ext import SanitizeOutputs
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("My answer. <script>steal()</script> <img src=x onerror=\"steal()\">"),
+                nbformat.v4.new_markdown_cell("No HTML, $x < y$ stays as written."),
+                nbformat.v4.new_code_cell("x", outputs=[nbformat.v4.new_output("display_data", data={
+                    "text/html": "<b>kept</b><script>steal()</script>", "application/javascript": "steal()",
+                    "text/plain": "kept"})])]
+    out, _ = SanitizeOutputs()(nb, {})
+    answer, untouched, code = out.cells
+    assert "My answer." in answer.source and not re.search(r"<script|<[^>]*\son\w+\s*=", answer.source)
+    assert untouched.source == "No HTML, $x < y$ stays as written."
+    data = code.outputs[0]["data"]
+    assert "application/javascript" not in data and "<script" not in data["text/html"] and "<b>kept</b>" in data["text/html"]

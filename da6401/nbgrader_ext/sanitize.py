@@ -15,12 +15,16 @@ browser of whoever opens it, with that person's Jupyter session: a student could
 import re
 
 from nbconvert.preprocessors.sanitize import SanitizeHTML
+from traitlets import Bool
 
-HTML_TAG = re.compile(r"<\s*[/!?]?\s*[a-zA-Z]")
+HTML_TAG = re.compile(r"<[a-zA-Z/!?]")  # a tag opens with no space after "<" (HTML parsing); "$x < y$" is not one
 
 
 class SanitizeOutputs(SanitizeHTML):
     """nbconvert's SanitizeHTML for code cell outputs, and for Markdown cells only where they hold HTML."""
+
+    # nbconvert's preprocessors are off unless enabled; listed in autograde_preprocessors, this one must run.
+    enabled = Bool(True, help="Sanitise outputs and HTML in Markdown cells (on: it is a defence).").tag(config=True)
 
     def preprocess_cell(self, cell, resources, cell_index):
         if cell.cell_type == "code":
