@@ -218,4 +218,13 @@ def summary(result: CellResult) -> str:
         return result.error
     failed = result.failed
     return f"{len(failed)} of {len(result.outcomes)} tests failed: " + ", ".join(
-        f"{o.name}: {o.message.splitlines()[0] if o.message else 'failed'}" for o in failed)
+        f"{o.name}: {_headline(o.message)}" for o in failed)
+
+
+def _headline(message: str) -> str:
+    """The line of a failure message that says what went wrong: the exception's own line when the message is a
+    traceback (``NotImplementedError``, say, for a function not written yet), else the first line."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    if not lines:
+        return "failed"
+    return lines[-1] if lines[0].startswith("Traceback") else lines[0]

@@ -263,9 +263,10 @@ class SandboxedExecute(Execute):
                 kept = super().output(outs, msg, display_id, cell_index)
             if not self._cut:
                 self._cut = True
-                outs.append(new_output("stream", name="stdout", text=(
-                    f"\n[output cut: this notebook may keep {self.limits.output_bytes_per_cell / MiB:g} MiB of "
-                    f"output per cell and {self.limits.output_bytes_per_notebook / MiB:g} MiB in all]\n")))
+                # display data, not a stream: nbgrader's LimitOutput drops stream outputs past its line cap
+                outs.append(new_output("display_data", data={"text/plain": (
+                    f"[output cut: this notebook may keep {self.limits.output_bytes_per_cell / MiB:g} MiB of "
+                    f"output per cell and {self.limits.output_bytes_per_notebook / MiB:g} MiB in all]")}))
             return kept
         self._cell_bytes += size
         self._notebook_bytes += size
