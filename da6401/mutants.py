@@ -39,7 +39,7 @@ import tempfile
 import time
 import tomllib
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath
 
 import nbformat
 
@@ -133,50 +133,78 @@ def _names(source: str) -> tuple[set[str], set[str]]:
     """(names a cell binds or changes at top level, names it reads) — conservative: every Name loaded anywhere
     counts as read, and ``x.f(...)``, ``x.a = ...``, ``x[i] = ...`` at top level count as changing ``x`` (a model
     loading its weights, a list growing)."""
+    statements = _statement_names(source)
+    return set().union(*(d for d, _ in statements)), set().union(*(u for _, u in statements))
+
+
+def _statement_names(source: str, constants: frozenset[str] = frozenset()) -> list[tuple[set[str], set[str]]]:
+    """(names bound or changed, names read) of each top-level statement of a cell, as :func:`_names` counts them;
+    a method call on one of ``constants`` changes nothing."""
     try:
         tree = ast.parse(_MAGIC.sub("", source))
     except SyntaxError:
-        return set(), set()
+        return []
+    return [_node_names(node, constants) for node in tree.body]
+
+
+def _stored(source: str) -> set[str]:
+    """Names a cell assigns to (``x = ...``, ``for x in ...``, ``def x``), anywhere in it."""
+    try:
+        tree = ast.parse(_MAGIC.sub("", source))
+    except SyntaxError:
+        return set()
+    return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)} | {
+        n.name for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
+
+
+def _node_names(node: ast.stmt, constants: frozenset[str] = frozenset()) -> tuple[set[str], set[str]]:
     defines, uses = set(), set()
-    for node in tree.body:
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            defines.add(node.name)
-        elif isinstance(node, (ast.Import, ast.ImportFrom)):
-            defines.update((a.asname or a.name).split(".")[0] for a in node.names)
-        else:
-            for target in ast.walk(node):
-                if isinstance(target, ast.Name) and isinstance(target.ctx, ast.Store):
-                    defines.add(target.id)
-                elif isinstance(target, (ast.Attribute, ast.Subscript)) and isinstance(target.ctx, ast.Store):
-                    defines.add(_base(target))
-                elif isinstance(target, ast.Call) and isinstance(target.func, ast.Attribute):
-                    defines.add(_base(target.func))
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        defines.add(node.name)
+    elif isinstance(node, (ast.Import, ast.ImportFrom)):
+        defines.update((a.asname or a.name).split(".")[0] for a in node.names)
+    else:
+        for target in ast.walk(node):
+            if isinstance(target, ast.Name) and isinstance(target.ctx, ast.Store):
+                defines.add(target.id)
+            elif isinstance(target, (ast.Attribute, ast.Subscript)) and isinstance(target.ctx, ast.Store):
+                defines.add(_base(target))
+            elif isinstance(target, ast.Call) and isinstance(target.func, ast.Attribute) \
+                    and _base(target.func) not in constants:
+                defines.add(_base(target.func))
     defines.discard(None)
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
-            uses.add(node.id)
-        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.isidentifier():
-            uses.add(node.value)  # notebook["name"], getattr(module, "name")
-        elif isinstance(node, ast.Global):
-            defines.update(node.names)
+    for sub in ast.walk(node):
+        if isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Load):
+            uses.add(sub.id)
+        elif isinstance(sub, ast.Constant) and isinstance(sub.value, str) and sub.value.isidentifier():
+            uses.add(sub.value)  # notebook["name"], getattr(module, "name")
+        elif isinstance(sub, ast.Global):
+            defines.update(sub.names)
     return defines, uses - set(dir(builtins))
 
 
-def graded_tests(cells: list, edited: set[int], tests: set[int]) -> list[int]:
+def graded_tests(cells: list, edited: set[int], tests: set[int], constants: frozenset[str] = frozenset()) -> list[int]:
     """The test cells an edit of the cells ``edited`` can change: those that read a name an edited cell binds,
-    or a later cell binds that reads or rebinds such a name, transitively. Conservative: a name read anywhere in
-    a cell, a function body included, counts (and a string that could name one, as in ``notebook["x"]``)."""
+    or a later statement binds that reads or rebinds such a name, transitively. Conservative: a name read anywhere
+    in a statement, a function body or an ``if`` branch included, counts (and a string that could name one, as in
+    ``notebook["x"]``); only a top-level statement that touches no such name (``CHECKPOINT = Path(...)`` beside
+    the training it does not depend on) leaves what it binds as the reference has it. ``constants`` are names
+    bound to values no method call changes (``CHECKPOINT.exists()`` does not change ``CHECKPOINT``)."""
     modules = _imports(cells)
-    names = {i: (d - modules, u) for i, c in enumerate(cells) if c.cell_type == "code" for d, u in [_names(c.source)]}
+    stores = [_stored(c.source) for c in cells if c.cell_type == "code"]
+    constants = frozenset(n for n in constants if sum(n in s for s in stores) <= 1)  # bound once: stays constant
     dirty: set[str] = set()
     graded = []
-    for i in sorted(names):
-        defines, uses = names[i]
+    for i, cell in enumerate(cells):
+        if cell.cell_type != "code":
+            continue
         if i in tests:
-            if uses & dirty:
+            if _names(cell.source)[1] & dirty:
                 graded.append(i)
-        elif i in edited or (dirty and (uses | defines) & dirty):
-            dirty |= defines
+            continue
+        for defines, uses in _statement_names(cell.source, constants):
+            if i in edited or (uses | defines) & dirty:
+                dirty |= defines - modules
     return graded
 
 
@@ -229,6 +257,7 @@ class NotebookRun:
         self._zygote = None
         self._reference: dict[str, tuple[float, str]] | None = None
         self.notebook_errors: list[str] = []
+        self.constants: frozenset[str] = frozenset()  # names the set-up cells bind to values no call can change
 
     # --- the zygote -----------------------------------------------------------------------------------
     def _start(self):
@@ -243,6 +272,7 @@ class NotebookRun:
             theirs.close()
             status = ours.recv()  # the set-up cells have run
             self.notebook_errors = status["errors"]
+            self.constants = frozenset(status["constants"])
             self._zygote = (process, ours)
         return self._zygote[1]
 
@@ -305,7 +335,9 @@ class NotebookRun:
         edited_ids = {e["cell"] for e in mutant.spec.get("edit", [])}
         edited = {i for i, c in enumerate(nb.cells) if _grade_id(c) in edited_ids}
         tests = self._test_indices(nb)
-        graded = set(graded_tests(nb.cells, edited, tests)) | set(graded_tests(self.reference.cells, edited, tests))
+        self._start()
+        graded = (set(graded_tests(nb.cells, edited, tests, self.constants))
+                  | set(graded_tests(self.reference.cells, edited, tests, self.constants)))
         return sorted(_grade_id(nb.cells[i]) for i in graded)
 
     def _job(self, nb, graded: set[str]) -> dict:
@@ -367,7 +399,8 @@ def _zygote(setup: list[tuple[int, str]], modules: list[str], folder: str, worke
             module.preload()
     shell = InteractiveShell.instance()
     os.environ[WITHHELD_ENV] = "mnist:test,cifar10:test,multi30k:test_2016_flickr"  # as in the sandbox
-    pipe.send({"errors": _run_cells(shell, setup)})
+    errors = _run_cells(shell, setup)
+    pipe.send({"errors": errors, "constants": sorted(n for n, v in shell.user_ns.items() if _immutable(v))})
     while (jobs := pipe.recv()) is not None:
         results: list = [None] * len(jobs)
         running: dict[int, tuple[int, str]] = {}
@@ -401,6 +434,15 @@ def _zygote(setup: list[tuple[int, str]], modules: list[str], folder: str, worke
                 results[k] = {step[1]: (0.0, why) for step in jobs[k]["steps"] if step[0] == "test"}
         pipe.send(results)
     pipe.close()
+
+
+def _immutable(value, depth: int = 0) -> bool:
+    """Whether no method call can change ``value`` (a path, a string, a number, a tuple of them)."""
+    if isinstance(value, (str, bytes, int, float, complex, bool, type(None), PurePath)):
+        return True
+    if type(value) in (tuple, frozenset) and depth < 3:
+        return all(_immutable(v, depth + 1) for v in value)
+    return False
 
 
 def _grade_job(shell, job: dict) -> dict[str, tuple[float, str]]:

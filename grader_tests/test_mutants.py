@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from da6401.mutants import NotebookRun, Verdict, corpora, load_mutants
+from da6401.mutants import Mutant, NotebookRun, Verdict, corpora, load_mutants
 from da6401.submissions import SPECS, load_spec
 
 pytestmark = pytest.mark.slow
@@ -22,24 +22,26 @@ CASES = [(a, nb, m.name) for a, nb in CORPORA for m in load_mutants(a, nb)]
 
 @pytest.fixture(scope="module")
 def graded(needs_data):
-    """{(assignment, notebook): (reference scores, points per cell, {mutant name: Verdict}, run)}, computed once
-    per notebook when first asked for."""
+    """{(assignment, notebook): (reference scores, points per cell, {mutant name: Verdict}, {runner sample: (scores,
+    reports)}, reference reports)}, computed once per notebook when first asked for."""
     cache: dict = {}
 
     def get(assignment: str, notebook: str):
         if (assignment, notebook) not in cache:
             mutants = load_mutants(assignment, notebook)
-            run = NotebookRun(assignment, notebook, workers=2)
-            reference = run.reference_scores()
-            scores = run.score_all(mutants)
+            samples = [Mutant(f"sample:{name}", "", "bug", [], load_spec(assignment, name))
+                       for a, nb, name in RUNNER_SAMPLES if (a, nb) == (assignment, notebook)]
+            with NotebookRun(assignment, notebook, workers=2) as run:
+                reference = run.reference_scores()
+                scores = run.score_all(mutants + samples)  # one batch: both workers busy to the end
             verdicts = {m.name: Verdict(m, sorted(g for g, s in scores[m.name][0].items() if s < reference[g]),
                                         scores[m.name][1]) for m in mutants}
-            cache[assignment, notebook] = (reference, {g: p for g, (_, p) in run.tests.items()}, verdicts, run)
+            sampled = {m.name.removeprefix("sample:"): scores[m.name] for m in samples}
+            cache[assignment, notebook] = (reference, {g: p for g, (_, p) in run.tests.items()}, verdicts, sampled,
+                                           run.reference_reports)
         return cache[assignment, notebook]
 
-    yield get
-    for *_, run in cache.values():
-        run.close()
+    return get
 
 
 def test_every_notebook_has_a_corpus_of_bugs_and_honest_alternatives():
@@ -77,16 +79,16 @@ def _test_cells(assignment: str, notebook: str) -> set[str]:
 def test_the_reference_scores_full_marks_in_the_runner(graded, assignment, notebook):
     """Does the reference solution get every point of every test cell when the runner grades it (so that a cell
     a mutant loses is lost to the mutant)?"""
-    reference, points, _, run = graded(assignment, notebook)
+    reference, points, _, _, reports = graded(assignment, notebook)
     short = {g: (reference[g], points[g]) for g in points if reference[g] < points[g]}
-    assert not short, f"the reference loses {short}: " + "".join(run.reference_reports[g] for g in short)
+    assert not short, f"the reference loses {short}: " + "".join(reports[g] for g in short)
 
 
 @pytest.mark.parametrize("assignment,notebook,name", CASES, ids=[f"{nb}-{name}" for _, nb, name in CASES])
 def test_a_mutant_loses_exactly_the_cells_it_names(graded, assignment, notebook, name):
     """Does a bug lose the test cells it must cost, and no other (so the feedback points at the right part), and
     does an honest alternative keep every point?"""
-    _, _, verdicts, _ = graded(assignment, notebook)
+    _, _, verdicts, _, _ = graded(assignment, notebook)
     verdict = verdicts[name]
     if verdict.as_expected:
         return
@@ -107,8 +109,10 @@ def _runner_samples() -> list[tuple[str, str, str]]:
             spec = load_spec(assignment, folder.name)
             own = f"{notebook}.ipynb"
             reference = "reference" if assignment != "a4_generative" else f"{notebook}_reference"
+            # the runner grades beside the reference's files: only samples autograded with those files compare
+            files = reference in spec.get("files_from", []) or not (SPECS / assignment / reference / "files").exists()
             if (spec.get("base", "reference") == "reference" and spec.get("edit") and not (folder / "files").exists()
-                    and set(spec.get("files_from", [])) <= {reference} and not spec.get("without")
+                    and files and set(spec.get("files_from", [])) <= {reference} and not spec.get("without")
                     and not spec.get("rewrite") and spec.get("notebook", own) == own
                     and not folder.name.startswith("attack_")):
                 found.append((assignment, notebook, folder.name))
@@ -124,13 +128,10 @@ def test_the_runner_agrees_with_autograde_on_the_sample_submissions(graded, assi
     autograde in test_sample_submissions) says it gets?"""
     import tomllib
 
-    from da6401.mutants import Mutant
-
-    _, points, _, run = graded(assignment, notebook)
-    spec = load_spec(assignment, sample)
+    _, points, _, sampled, _ = graded(assignment, notebook)
     lost = tomllib.loads((SPECS / assignment / sample / "expected.toml").read_text()).get("lost", {})
     want = {g: 0.0 if lost == "all" else p - lost.get(g, 0) for g, p in points.items()}
-    scores, reports = run.score(Mutant(sample, spec.get("description", ""), "bug", [], spec))
+    scores, reports = sampled[sample]
     wrong = {g: (scores[g], want[g]) for g in want if abs(scores[g] - want[g]) > 1e-9}
     assert not wrong, (f"{sample}: (runner, autograde) points differ on {wrong}\n"
                        + "\n".join(reports.get(g, "") for g in wrong))
