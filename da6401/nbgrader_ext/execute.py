@@ -202,6 +202,10 @@ class SandboxedExecute(Execute):
                       if time.monotonic() >= self._deadline else
                       f"the cell ran past its {self.timeout} s timeout and did not stop when interrupted")
             return self._stop(cell, index, reason)
+        except Exception as e:  # anything else the kernel's messages made nbclient raise: the kernel's fault
+            self.log.error("%s: cell %s", self.session.submission, cell_name(cell, index), exc_info=True)
+            detail = (str(e).splitlines() or [""])[0][:200]
+            return self._stop(cell, index, f"the kernel broke the Jupyter protocol ({type(e).__name__}: {detail})")
         finally:
             self.timeout = configured
         group = self.session.cgroup
