@@ -42,6 +42,7 @@ CONTAINED = {"attack_course_leaves_a_daemon", "attack_daemon_double_fork", "atta
              "attack_persist_cron_shell_git_hooks", "attack_persist_ipython_startup", "attack_persist_site_packages",
              "attack_read_secrets", "attack_stop_grader", "attack_tamper_instructor_files",
              "attack_unix_sockets_and_other_kernels", "attack_fork_bomb", "attack_spawn_many_processes",
+             "attack_rt_plant_staff_tool_configs",  # writes configs in the sandbox's own home, gone with it
              *(n for n in ATTACKS if n.startswith("attack_forge_"))}
 
 
@@ -107,6 +108,12 @@ def test_no_script_from_a_notebook_reaches_its_feedback_page(protected):
     path = next((course / "autograded" / "attack_feedback_xss" / "a1_mlp").glob("*.ipynb"))
     answers = [c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "markdown"]
     assert not [a for a in answers if re.search(r"<script|<[^>]*\son\w+\s*=", a)], "a written answer keeps its script"
+    # a second payload, written by someone who had not seen the sanitiser: every MIME type, iframes, forms, MathJax
+    page = next((course / "feedback" / "attack_rt_feedback_mimebundle_xss" / "a1_mlp").glob("*.html")).read_text()
+    live = [s for s in re.findall(r"<script[^>]*>(.*?)</script>", page, flags=re.S) if "HARM" in s]
+    live += re.findall(r"""<[^>]*\son\w+\s*=[^>]*HARM""", page)
+    live += re.findall(r"""<[^>]*(?:href|src|action|formaction)\s*=\s*["']?\s*(?:javascript|data:text/html)""", page, flags=re.I)
+    assert not live, f"active content left in the feedback page: {live[:3]}"
 
 
 def test_course_files_and_the_package_are_byte_identical_after_the_attacks(protected):

@@ -187,7 +187,8 @@ def test_hide_hidden_tests_hides_an_unterminated_region():
 
 def test_sanitize_outputs_runs_when_listed_and_cleans_outputs_and_written_answers():
     """Is SanitizeOutputs on when autograde lists it (nbconvert's preprocessors are off by default, which once left
-    it doing nothing), and does it drop scripts from outputs and from a Markdown answer while keeping the text?"""
+    it doing nothing), and does it drop scripts from outputs and from a Markdown answer while keeping the text, and
+    image sizes that would add attributes to the <img> tag nbconvert writes them into unquoted?"""
     import nbformat
 
     from da6401.nbgrader_ext import SanitizeOutputs
@@ -197,9 +198,14 @@ def test_sanitize_outputs_runs_when_listed_and_cleans_outputs_and_written_answer
                 nbformat.v4.new_markdown_cell("No HTML, $x < y$ stays as written."),
                 nbformat.v4.new_code_cell("x", outputs=[nbformat.v4.new_output("display_data", data={
                     "text/html": "<b>kept</b><script>steal()</script>", "application/javascript": "steal()",
-                    "text/plain": "kept"})])]
+                    "text/plain": "kept"}), nbformat.v4.new_output("display_data", data={
+                        "image/png": "iVBORw0KGgo=", "image/jpeg": 'x"><script>steal()</script>'},
+                        metadata={"image/png": {"width": "1 onerror=steal()", "height": 20}})])]
     out, _ = SanitizeOutputs()(nb, {})
     answer, untouched, code = out.cells
+    image = code.outputs[1]
+    assert image["metadata"] == {"image/png": {"height": 20}}, "a width that is not a number must go (it is written unquoted)"
+    assert set(image["data"]) == {"image/png"}, "image data that is not base64 must go"
     assert "My answer." in answer.source and not re.search(r"<script|<[^>]*\son\w+\s*=", answer.source)
     assert untouched.source == "No HTML, $x < y$ stays as written."
     data = code.outputs[0]["data"]

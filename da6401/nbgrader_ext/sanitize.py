@@ -8,6 +8,9 @@ browser of whoever opens it, with that person's Jupyter session: a student could
 
 - every code cell's outputs go through nbconvert's bleach-based ``SanitizeHTML`` (HTML and Markdown kept after
   cleaning, images and text kept, JavaScript, SVG and anything else dropped);
+- output metadata keeps only numeric image sizes and flags: nbconvert's templates write ``width={{ width }}``
+  unquoted into the ``<img>`` tag, so a width of ``1 onerror=...`` would add an attribute; image data must be
+  base64;
 - a Markdown cell that holds an HTML tag is cleaned with the same rules (scripts, event handlers and
   ``javascript:`` links go; the text stays). A cell without one is left exactly as written, so the TA grades
   the student's own words and nbgrader still sees an untouched answer as "No response."
@@ -16,6 +19,39 @@ import re
 
 from nbconvert.preprocessors.sanitize import SanitizeHTML
 from traitlets import Bool
+
+BASE64 = re.compile(r"[A-Za-z0-9+/=\s]*")
+SIZE = re.compile(r"[0-9]{1,5}(\.[0-9]{1,3})?")
+
+
+def _clean_metadata(metadata: dict) -> dict:
+    """Only numeric ``width``/``height`` (per MIME type or at the top) and boolean flags survive."""
+    def clean(entries: dict) -> dict:
+        kept = {}
+        for key, value in entries.items():
+            if key in ("width", "height") and not isinstance(value, bool) and SIZE.fullmatch(str(value)):
+                kept[key] = value
+            elif isinstance(value, bool):
+                kept[key] = value
+        return kept
+
+    out = clean(metadata)
+    for key, value in metadata.items():
+        if isinstance(value, dict) and "/" in key:
+            out[key] = clean(value)
+    return out
+
+
+def _clean_images(outputs: list) -> list:
+    for output in outputs:
+        if "metadata" in output:
+            output["metadata"] = _clean_metadata(dict(output["metadata"]))
+        data = output.get("data", {})
+        for mime in [m for m in data if m.startswith("image/") and m != "image/svg+xml"]:
+            if not isinstance(data[mime], str) or not BASE64.fullmatch(data[mime]):
+                del data[mime]
+    return outputs
+
 
 HTML_TAG = re.compile(r"<[a-zA-Z/!?]")  # a tag opens with no space after "<" (HTML parsing); "$x < y$" is not one
 
@@ -28,7 +64,7 @@ class SanitizeOutputs(SanitizeHTML):
 
     def preprocess_cell(self, cell, resources, cell_index):
         if cell.cell_type == "code":
-            cell.outputs = self.sanitize_code_outputs(cell.outputs)
+            cell.outputs = _clean_images(self.sanitize_code_outputs(cell.outputs))
         elif cell.cell_type == "markdown" and HTML_TAG.search(cell.source):
             cell.source = self.sanitize_html_tags(cell.source)
         return cell, resources
