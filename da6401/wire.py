@@ -43,6 +43,8 @@ MAX_DEPTH = 64
 MAX_ITEMS = 5_000_000             # list/tuple/dict entries in one message
 MAX_BUFFER_BYTES = 256 << 20      # all buffers of one message together (the largest honest one: ~40 MB)
 MAX_STRING = 64 << 20
+EAGER_ITEMS = 10_000              # a list, tuple or dict longer than this is not sent whole as an answer but as a handle
+                                  # (A3's train_data: 29,000 pairs, 17 s as JSON; a test reads a few of its items)
 
 _NP_DTYPE = re.compile(r"[<>|=]?(b1|[iu][1248]|f[248]|c(8|16)|U[0-9]{1,6})")
 TORCH_DTYPES = ("bool", "uint8", "int8", "int16", "int32", "int64", "float16", "bfloat16", "float32", "float64",
@@ -110,6 +112,8 @@ class Encoder:
             return value
         if type(value) is float:
             return value if math.isfinite(value) else {"$f": repr(value)}
+        if depth == 0 and type(value) in (list, tuple, dict) and len(value) > EAGER_ITEMS:
+            return self.objects(value, self)
         if type(value) in (list, tuple, set, frozenset):
             items = [self.encode(v, depth + 1) for v in value]
             return items if type(value) is list else {"$tuple" if type(value) is tuple else "$set": items}

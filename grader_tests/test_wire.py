@@ -89,3 +89,14 @@ def test_nesting_and_size_bombs_are_refused():
         decode(deep)
     with pytest.raises(WireError, match="over the limit"):
         Decoder([bytes(MAX_BUFFER_BYTES + 1)])
+
+
+def test_a_long_list_answers_as_a_handle_and_its_items_as_data():
+    """Is a list longer than EAGER_ITEMS (A3's train_data: 29,000 pairs, 17 s as JSON) sent as a handle, so that a
+    test reading a few items asks for those alone, while the same data nested or shorter is sent whole?"""
+    from da6401.wire import EAGER_ITEMS
+
+    long = [[1, 2]] * (EAGER_ITEMS + 1)
+    assert encode(long)[0].get("$h") == "h1"
+    assert decode(*encode(long[:EAGER_ITEMS])) == long[:EAGER_ITEMS]
+    assert decode(*encode({"data": long[:3]})) == {"data": long[:3]}

@@ -222,6 +222,8 @@ class SandboxedExecute(Execute):
         if self.grader is not None and grade_id in self.tests:
             cell.outputs = self.grader.run(grade_id)
             cell.execution_count = None
+            self.log.debug("%s: test cell %s graded in %.1f s", self.session.submission, grade_id,
+                           self.grader.seconds.get(grade_id, 0.0))
         else:
             self.execute_cell(cell, index, store_history=True)
 
