@@ -129,3 +129,23 @@ def test_tied_weights_are_stored_once_and_extras_come_back(tmp_path):
     assert torch.allclose(restored[0].weight, tied[0].weight, atol=1e-2)
     with pytest.raises(CheckpointError, match="holds the weights but not vocab"):
         read_checkpoint(tmp_path / "untied.pt", extras=("vocab",))
+
+
+def test_the_grader_refuses_a_checkpoint_that_holds_more_numbers_than_its_budget(tmp_path):
+    """Does the grader's load_into with a budget refuse a file whose buffers hide a table (a copy of a test set for a
+    nearest-neighbour lookup), which no parameter count sees, and accept the same model without the table?"""
+    from da6401.grader.checkpoints import load_into as grader_load_into
+
+    class Lookup(torch.nn.Module):
+        def __init__(self, rows: int):
+            super().__init__()
+            self.fc = torch.nn.Linear(4, 2)
+            self.register_buffer("table", torch.zeros(rows, 4))
+
+    honest, smuggler = tmp_path / "honest.pt", tmp_path / "smuggler.pt"
+    torch.save(Lookup(10).state_dict(), honest)
+    torch.save(Lookup(100_000).state_dict(), smuggler)
+    assert count_parameters(Lookup(100_000)) == 10  # the table is invisible to the parameter budget
+    grader_load_into(Lookup(10), honest, budget=100)
+    with pytest.raises(AssertionError, match="holds 400,010 numbers"):
+        grader_load_into(Lookup(100_000), smuggler, budget=100)

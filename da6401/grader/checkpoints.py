@@ -29,10 +29,16 @@ def load_state_dict(path) -> dict[str, torch.Tensor]:
     return read_checkpoint(path)[0]
 
 
-def load_into(model, path: str | os.PathLike, state: Mapping[str, torch.Tensor] | None = None):
-    """Load the submission's checkpoint ``path`` into ``model`` (a handle to the student's model), in eval mode."""
+def load_into(model, path: str | os.PathLike, state: Mapping[str, torch.Tensor] | None = None,
+              budget: int | None = None):
+    """Load the submission's checkpoint ``path`` into ``model`` (a handle to the student's model), in eval mode;
+    with a ``budget``, first fail unless the file holds no more numbers than such a model needs
+    (:func:`assert_checkpoint_size`)."""
     __tracebackhide__ = True
-    return student.load_into(model, submitted_file(path), state if state is not None else load_state_dict(path))
+    state = state if state is not None else load_state_dict(path)
+    if budget is not None:
+        assert_checkpoint_size(state, budget, name=str(path))
+    return student.load_into(model, submitted_file(path), state)
 
 
 def assert_parameter_budget(model, budget: int) -> None:

@@ -394,10 +394,11 @@ def assert_sample_quality(G: nn.Module, fid_bar: float = FID_BAR, class_bar: flo
     return stats
 
 
-def load_generator(make_generator: Callable[[], nn.Module], path) -> nn.Module:
-    """The student's generator class with the submitted weights (a CheckpointError says what is wrong)."""
+def load_generator(make_generator: Callable[[], nn.Module], path, budget: int = 1_000_000) -> nn.Module:
+    """The student's generator class with the submitted weights (a CheckpointError says what is wrong), from a
+    file that holds no more numbers than a generator within ``budget`` needs (no table of real digits beside it)."""
     __tracebackhide__ = True
-    return load_into(make_generator(), path)
+    return load_into(make_generator(), path, budget=budget)
 
 
 # --- generated, not retrieved (a generator that hands back real digits aces the judge) ------------------------

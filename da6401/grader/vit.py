@@ -394,7 +394,7 @@ def assert_checkpoint_accuracy(make_model: Callable[[], nn.Module], path: str, b
         The accuracy that was judged.
     """
     __tracebackhide__ = True
-    model = load_into(make_model(), path)
+    model = load_into(make_model(), path, budget=budget)
     from da6401.grader.checkpoints import assert_parameter_budget
 
     assert_parameter_budget(model, budget)
