@@ -194,7 +194,8 @@ def test_sanitize_outputs_runs_when_listed_and_cleans_outputs_and_written_answer
     from da6401.nbgrader_ext import SanitizeOutputs
 
     nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_markdown_cell("My answer. <script>steal()</script> <img src=x onerror=\"steal()\">"),
+    nb.cells = [nbformat.v4.new_markdown_cell("My answer. <script>steal()</script> <img src=x onerror=\"steal()\"> "
+                                              "[click](javascript:steal()) [ref]\n\n[ref]: JavaScript:steal()"),
                 nbformat.v4.new_markdown_cell("No HTML, $x < y$ stays as written."),
                 nbformat.v4.new_code_cell("x", outputs=[nbformat.v4.new_output("display_data", data={
                     "text/html": "<b>kept</b><script>steal()</script>", "application/javascript": "steal()",
@@ -207,6 +208,7 @@ def test_sanitize_outputs_runs_when_listed_and_cleans_outputs_and_written_answer
     assert image["metadata"] == {"image/png": {"height": 20}}, "a width that is not a number must go (it is written unquoted)"
     assert set(image["data"]) == {"image/png"}, "image data that is not base64 must go"
     assert "My answer." in answer.source and not re.search(r"<script|<[^>]*\son\w+\s*=", answer.source)
+    assert not re.search(r"(?i)(\]\(|\]:\s*)javascript:", answer.source), "a Markdown link to a script URL must go"
     assert untouched.source == "No HTML, $x < y$ stays as written."
     data = code.outputs[0]["data"]
     assert "application/javascript" not in data and "<script" not in data["text/html"] and "<b>kept</b>" in data["text/html"]

@@ -11,6 +11,8 @@ browser of whoever opens it, with that person's Jupyter session: a student could
 - output metadata keeps only numeric image sizes and flags: nbconvert's templates write ``width={{ width }}``
   unquoted into the ``<img>`` tag, so a width of ``1 onerror=...`` would add an attribute; image data must be
   base64;
+- a Markdown link whose target is a ``javascript:``, ``vbscript:`` or ``data:`` URL (in a cell or a Markdown output)
+  is made inert: the renderer would write it as a live ``<a href>``, and it holds no tag for the cleaner to see;
 - a Markdown cell that holds an HTML tag is cleaned with the same rules (scripts, event handlers and
   ``javascript:`` links go; the text stays). A cell without one is left exactly as written, so the TA grades
   the student's own words and nbgrader still sees an untouched answer as "No response."
@@ -53,6 +55,16 @@ def _clean_images(outputs: list) -> list:
     return outputs
 
 
+# A Markdown link or reference whose target is a script URL ([x](javascript:...), [x]: javascript:...): the renderer
+# turns it into <a href="javascript:...">, with no HTML tag in the source for bleach to see.
+SCRIPT_LINK = re.compile(r"(?i)(\]\(\s*<?|^\s{0,3}\[[^\]]+\]:\s*<?)\s*(javascript|vbscript|data)\s*:", re.M)
+
+
+def _defuse_links(markdown: str) -> str:
+    """``markdown`` with every link target that is a script URL made inert (``javascript:`` -> ``#blocked-javascript``)."""
+    return SCRIPT_LINK.sub(lambda m: f"{m.group(1)}#blocked-{m.group(2).lower()}-", markdown)
+
+
 HTML_TAG = re.compile(r"<[a-zA-Z/!?]")  # a tag opens with no space after "<" (HTML parsing); "$x < y$" is not one
 
 
@@ -65,6 +77,12 @@ class SanitizeOutputs(SanitizeHTML):
     def preprocess_cell(self, cell, resources, cell_index):
         if cell.cell_type == "code":
             cell.outputs = _clean_images(self.sanitize_code_outputs(cell.outputs))
-        elif cell.cell_type == "markdown" and HTML_TAG.search(cell.source):
-            cell.source = self.sanitize_html_tags(cell.source)
+            for output in cell.outputs:
+                data = output.get("data", {})
+                if isinstance(data.get("text/markdown"), str):
+                    data["text/markdown"] = _defuse_links(data["text/markdown"])
+        elif cell.cell_type == "markdown":
+            if HTML_TAG.search(cell.source):
+                cell.source = self.sanitize_html_tags(cell.source)
+            cell.source = _defuse_links(cell.source)
         return cell, resources
