@@ -185,7 +185,7 @@ def test_output_floods_are_cut(protected):
 
 # --- the same attacks without the defence ----------------------------------------------------------------
 DEMONSTRATED = [n for n in ATTACKS if n.startswith("attack_course_")] + [
-    "attack_forge_replace_tests_magic", "attack_forge_input_transformer", "attack_forge_custom_exc"]
+    "attack_forge_replace_tests_magic", "attack_forge_input_transformer"]
 STOCK_CONFIG_EDITS = [("from nbgrader.preprocessors import (\n", "from nbgrader.preprocessors import (\n    Execute,\n"),
                       ("    SandboxedExecute,\n", "    Execute,\n"),
                       ("c.Autograde.pre_convert_hook", "# c.Autograde.pre_convert_hook")]
@@ -200,10 +200,15 @@ def unprotected(protected, tmp_path_factory):
         config = config.replace(old, new, 1)
     course = make_course(tmp_path_factory.mktemp("unprotected"), config)
     nbgrader(course, "generate_assignment", "a1_mlp", "--force")
-    # One student at a time, in this order: each attack shows what it does before the one that empties everyone
-    # else's notebooks runs; the students graded after that one are the ones it hurts.
-    overwrite = "attack_course_overwrites_other_submissions"
-    order = ["alternative_loops", *[n for n in DEMONSTRATED if n != overwrite], overwrite, "reference", "untouched"]
+    # One student at a time, in this order: each attack shows what it does before the ones that destroy what comes
+    # after them run (the grade-zeroing one before the forgeries, whose points must stand; the daemon that
+    # sabotages later notebooks and the one that empties every other notebook last); the students graded after
+    # those are the ones they hurt.
+    last = ["attack_course_zeroes_earlier_grades", *[n for n in DEMONSTRATED if n.startswith("attack_forge_")],
+            "attack_course_edits_source_notebook", "attack_course_floods_output", "attack_course_exits_kernel",
+            "attack_course_leaves_a_daemon", "attack_course_overwrites_other_submissions"]
+    order = ["alternative_loops", *[n for n in DEMONSTRATED if n not in last], *last, "reference", "untouched"]
+    assert sorted(order) == sorted(["alternative_loops", *DEMONSTRATED, "reference", "untouched"])
     assemble("a1_mlp", order, course)
     before = tree_digest(course / "source")
     listener = Listener()
@@ -253,8 +258,7 @@ def test_without_the_sandbox_the_course_attacks_do_harm(unprotected, protected):
     assert sum(s or 0 for s, _ in scores["alternative_loops"].values()) == 70
 
 
-@pytest.mark.parametrize("attack", ["attack_forge_replace_tests_magic", "attack_forge_input_transformer",
-                                    "attack_forge_custom_exc"])
+@pytest.mark.parametrize("attack", ["attack_forge_replace_tests_magic", "attack_forge_input_transformer"])
 def test_without_the_trusted_grader_a_forgery_earns_points(unprotected, protected, attack):
     """Does the forgery score points on the untouched release when tests run in the kernel, and none when they
     run in the grader?"""
