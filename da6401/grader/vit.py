@@ -30,7 +30,7 @@ later-broken function still counts; one trained with the bug does not become bet
 from __future__ import annotations
 
 import math
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, nullcontext
 from typing import Callable, Iterator, MutableMapping
 
 import numpy as np
@@ -200,7 +200,7 @@ def check_multi_head(make_mhsa: Callable, seed: int, namespace: MutableMapping |
     """
     __tracebackhide__ = True
     rng = unseen_rng(seed)
-    ctx = contract_parts(namespace, keep=("MultiHeadSelfAttention",)) if namespace is not None else _nothing()
+    ctx = contract_parts(namespace, keep=("MultiHeadSelfAttention",)) if namespace is not None else nullcontext()
     with ctx:
         for dim, heads, b, n in ((12, 3, 2, 5), (16, 2, 3, 4), (24, 4, 1, 9)):
             name = f"MultiHeadSelfAttention({dim}, {heads})"
@@ -244,11 +244,6 @@ def check_multi_head(make_mhsa: Callable, seed: int, namespace: MutableMapping |
             "whole forward graph in memory")
 
 
-@contextmanager
-def _nothing() -> Iterator[None]:
-    yield
-
-
 # --- Part 3: blocks and the model -----------------------------------------------------------------------
 def check_block(make_block: Callable, seed: int) -> None:
     """Fail unless ``make_block(dim, heads, mlp_dim)`` has ``norm1, attn, norm2, mlp`` and wires them pre-norm:
@@ -288,7 +283,7 @@ def check_vit(make_model: Callable, budget: int, seed: int, num_patches: int = 6
             a part of the model costs that part's cell, not this one too.
     """
     __tracebackhide__ = True
-    with contract_parts(namespace) if namespace is not None else _nothing():
+    with contract_parts(namespace) if namespace is not None else nullcontext():
         model = check_classifier(make_model, (3, 32, 32), num_classes=10, budget=budget, required=(nn.LayerNorm,))
         _assert_tokens(model, num_patches)
         rng = unseen_rng(seed)
