@@ -117,6 +117,10 @@ class SandboxedExecute(Execute):
         assignment = info.get("assignment") or ""
         self.notebook_name = info.get("notebook") or ""
         self.tests = gradebook_tests(resources) if self.test_cells == "grader" else {}
+        if self.tests:
+            from da6401.grader.cell import warm_up
+
+            warm_up(self.tests)
         restore_metadata(nb, self.tests)
         self.grader = None
         self.limits = SandboxLimits(parent=self).for_assignment(assignment)
@@ -220,12 +224,16 @@ class SandboxedExecute(Execute):
         """Execute one cell: a test cell in the trusted grader, any other cell in the kernel."""
         grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
         if self.grader is not None and grade_id in self.tests:
+            before = self.grader.channel.requests
             cell.outputs = self.grader.run(grade_id)
             cell.execution_count = None
-            self.log.debug("%s: test cell %s graded in %.1f s", self.session.submission, grade_id,
-                           self.grader.seconds.get(grade_id, 0.0))
+            self.log.debug("%s: test cell %s graded in %.1f s, %d requests to the kernel", self.session.submission,
+                           grade_id, self.grader.seconds.get(grade_id, 0.0), self.grader.channel.requests - before)
         else:
+            start = time.monotonic()
             self.execute_cell(cell, index, store_history=True)
+            self.log.debug("%s: cell %s ran in the kernel in %.1f s", self.session.submission, cell_name(cell, index),
+                           time.monotonic() - start)
 
     def _stop(self, cell, index: int, reason: str, kill: bool = True) -> None:
         self.fault = Fault(reason, cell_name(cell, index))
