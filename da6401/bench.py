@@ -2,6 +2,7 @@
 
     python -m da6401.bench a1_mlp
     python -m da6401.bench overhead          # what the sandbox and the trusted grader cost (da6401.timing)
+    python -m da6401.bench grade             # a class graded by nbgrader autograde and by da6401.grade: the ratio
     python -m da6401.bench a2_cnn --keep grader_tests/submissions/a2_cnn/reference/files
     python -m da6401.bench a2_cnn --submission linear_classifier_baseline \
         --keep grader_tests/submissions/a2_cnn/linear_classifier_baseline/files
@@ -117,6 +118,10 @@ def main(argv: list[str] | None = None) -> int:
         from da6401.timing import main as overhead
 
         return overhead(argv[1:])
+    if argv and argv[0] == "grade":
+        from da6401.timing import grade_main
+
+        return grade_main(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m da6401.bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("assignment", choices=sorted(METRICS))

@@ -1,9 +1,12 @@
 """Grading benchmarks: what the sandbox and the trusted grader cost (``overhead``).
 
-    python -m da6401.bench overhead [--rounds 2] [--samples a1_mlp:reference,a2_cnn:reference,...]
+    python -m da6401.bench overhead [--rounds 2] [--class-size 1] [--samples a1_mlp:reference,a2_cnn:reference,...]
 
-Autogrades the same reference notebooks, one ``nbgrader autograde --student`` each, under three
-configurations of the same course, interleaved round by round (so that a noisy machine slows all three alike):
+Autogrades the same reference notebooks under three configurations of the same course, interleaved round by
+round (so that a noisy machine slows all three alike). Each sample is handed in by ``--class-size`` students and
+graded by one ``nbgrader autograde --student 'SAMPLE__*'`` run, as a class is graded (one process for many
+notebooks: what a process pays once, such as the grader loading torch, is shared); the time per notebook is the
+run's time divided by the class size. The configurations:
 
 - ``stock``: nbgrader's own ``Execute``, tests in the student's kernel (what the course did before);
 - ``sandbox``: every kernel in the sandbox, tests still in the kernel (the grader's package and the test splits
@@ -51,7 +54,8 @@ def config(kind: str) -> str:
     return text
 
 
-def course(root: Path, kind: str, samples: list[tuple[str, str]]) -> Path:
+def course(root: Path, kind: str, samples: list[tuple[str, str]], class_size: int = 1) -> Path:
+    """A course in one configuration with each sample handed in by ``class_size`` students, SAMPLE__1 ..."""
     path = root / kind
     path.mkdir(parents=True)
     (path / "nbgrader_config.py").write_text(config(kind))
@@ -59,7 +63,12 @@ def course(root: Path, kind: str, samples: list[tuple[str, str]]) -> Path:
         shutil.copytree(REPO / folder, path / folder)
     for assignment in sorted({a for a, _ in samples}):
         nbgrader(path, "generate_assignment", assignment, "--force")
-        assemble(assignment, [n for a, n in samples if a == assignment], path)
+        names = [n for a, n in samples if a == assignment]
+        assemble(assignment, names, path)
+        for name in names:
+            for k in range(1, class_size + 1):
+                shutil.copytree(path / "submitted" / name, path / "submitted" / f"{name}__{k}")
+            shutil.rmtree(path / "submitted" / name)
     return path
 
 
@@ -73,16 +82,17 @@ def nbgrader(course_dir: Path, *args: str) -> float:
     return time.perf_counter() - start
 
 
-def overhead(samples: list[tuple[str, str]], rounds: int) -> dict:
-    """{(assignment, sample): {kind: [seconds per round]}}."""
+def overhead(samples: list[tuple[str, str]], rounds: int, class_size: int = 1) -> dict:
+    """{(assignment, sample): {kind: [seconds per notebook, per round]}}."""
     kinds = ("stock", "sandbox", "trusted")
     times = {sample: {kind: [] for kind in kinds} for sample in samples}
     with tempfile.TemporaryDirectory(prefix="da6401-overhead-") as tmp:
-        courses = {kind: course(Path(tmp), kind, samples) for kind in kinds}
+        courses = {kind: course(Path(tmp), kind, samples, class_size) for kind in kinds}
         for r in range(rounds):
             for assignment, name in samples:
                 for kind in (kinds if r % 2 == 0 else kinds[::-1]):
-                    seconds = nbgrader(courses[kind], "autograde", assignment, "--student", name, "--force")
+                    seconds = nbgrader(courses[kind], "autograde", assignment, "--student", f"{name}__*",
+                                       "--force") / class_size
                     times[(assignment, name)][kind].append(seconds)
                     print(f"round {r + 1} {assignment}/{name} {kind}: {seconds:.1f} s", flush=True)
     return times
@@ -94,13 +104,15 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m da6401.bench overhead", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--class-size", type=int, default=1,
+                        help="students handing in each sample, graded in one autograde run (default 1)")
     parser.add_argument("--samples", default=",".join(DEFAULT_SAMPLES),
                         help="assignment:sample pairs, comma-separated (default: the five reference notebooks)")
     args = parser.parse_args(argv)
     samples = [tuple(item.split(":", 1)) for item in args.samples.split(",")]
     for assignment, name in samples:
         notebook_of(REPO, assignment, load_spec(assignment, name))  # fail early on a typo
-    times = overhead(samples, args.rounds)
+    times = overhead(samples, args.rounds, args.class_size)
     print(f"\n{'notebook':36s} {'stock':>8s} {'sandbox':>8s} {'trusted':>8s} {'sandbox cost':>13s} {'channel cost':>13s}")
     totals = {k: 0.0 for k in ("stock", "sandbox", "trusted")}
     for (assignment, name), by_kind in times.items():
@@ -111,5 +123,56 @@ def main(argv: list[str]) -> int:
               f"{median['sandbox'] / median['stock'] - 1:+13.1%} {median['trusted'] / median['sandbox'] - 1:+13.1%}")
     print(f"{'all':36s} {totals['stock']:8.1f} {totals['sandbox']:8.1f} {totals['trusted']:8.1f} "
           f"{totals['sandbox'] / totals['stock'] - 1:+13.1%} {totals['trusted'] / totals['sandbox'] - 1:+13.1%}")
-    print(f"machine: {machine()}; medians of {args.rounds} interleaved rounds, seconds per `nbgrader autograde --student`")
+    print(f"machine: {machine()}; medians of {args.rounds} interleaved rounds; seconds per notebook, each sample "
+          f"handed in by {args.class_size} student(s) and graded in one `nbgrader autograde` run")
+    return 0
+
+
+# --- python -m da6401.bench grade: a class graded serially and by da6401.grade ----------------------------------
+GRADE_SAMPLES = ("a1_mlp:reference", "a3_seq2seq:reference", "a4_generative:dcgan_reference")
+
+
+def class_speedup(samples: list[tuple[str, str]], class_size: int, workers: int) -> dict:
+    """{assignment: {"serial": s, "parallel": s, "notebooks": n}}: one course per way, each sample handed in by
+    ``class_size`` students, graded by ``nbgrader autograde`` and by ``python -m da6401.grade autograde``."""
+    times: dict = {}
+    with tempfile.TemporaryDirectory(prefix="da6401-grade-bench-") as tmp:
+        courses = {way: course(Path(tmp) / way, "trusted", samples, class_size) for way in ("serial", "parallel")}
+        for assignment in sorted({a for a, _ in samples}):
+            serial = nbgrader(courses["serial"], "autograde", assignment, "--force")
+            start = time.perf_counter()
+            env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+            done = subprocess.run([sys.executable, "-m", "da6401.grade", "autograde", assignment, "--force",
+                                   "--workers", str(workers)], cwd=courses["parallel"], env=env,
+                                  capture_output=True, text=True)
+            parallel = time.perf_counter() - start
+            if done.returncode != 0:
+                raise RuntimeError(f"da6401.grade failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+            n = class_size * sum(1 for a, _ in samples if a == assignment)
+            times[assignment] = {"serial": serial, "parallel": parallel, "notebooks": n}
+            print(f"{assignment}: {n} notebooks, serial {serial:.1f} s, da6401.grade {parallel:.1f} s", flush=True)
+    return times
+
+
+def grade_main(argv: list[str]) -> int:
+    from da6401.bench import machine
+
+    parser = argparse.ArgumentParser(prog="python -m da6401.bench grade",
+                                     description="A class graded by `nbgrader autograde` and by `python -m "
+                                                 "da6401.grade autograde` in one run: the ratio, and what a class of "
+                                                 "200 would take.")
+    parser.add_argument("--samples", default=",".join(GRADE_SAMPLES))
+    parser.add_argument("--class-size", type=int, default=4, help="students handing in each sample")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    args = parser.parse_args(argv)
+    samples = [tuple(item.split(":", 1)) for item in args.samples.split(",")]
+    times = class_speedup(samples, args.class_size, args.workers)
+    serial = sum(t["serial"] for t in times.values())
+    parallel = sum(t["parallel"] for t in times.values())
+    notebooks = sum(t["notebooks"] for t in times.values())
+    print(f"\nall: {notebooks} notebooks, serial {serial:.1f} s, da6401.grade ({args.workers} workers) {parallel:.1f} s: "
+          f"{serial / parallel:.2f}x")
+    per = parallel / notebooks
+    print(f"a class of 200 with five notebooks each at {per:.1f} s per notebook: {200 * 5 * per / 3600:.2f} h "
+          f"(these samples' mix; machine: {machine()})")
     return 0
