@@ -65,10 +65,10 @@ def course(root: Path, kind: str, samples: list[tuple[str, str]], class_size: in
         nbgrader(path, "generate_assignment", assignment, "--force")
         names = [n for a, n in samples if a == assignment]
         assemble(assignment, names, path)
-        for name in names:
+        for name in names:  # (two assignments may both have a sample called "reference")
             for k in range(1, class_size + 1):
-                shutil.copytree(path / "submitted" / name, path / "submitted" / f"{name}__{k}")
-            shutil.rmtree(path / "submitted" / name)
+                shutil.copytree(path / "submitted" / name / assignment, path / "submitted" / f"{name}__{k}" / assignment)
+            shutil.rmtree(path / "submitted" / name / assignment)
     return path
 
 
