@@ -128,7 +128,10 @@ class DaskWorkers:
     def __init__(self, address: str):
         from distributed import Client
 
-        self.client = Client(address, timeout="30s")
+        try:
+            self.client = Client(address, timeout="30s")
+        except (OSError, TimeoutError) as e:
+            raise SystemExit(f"no Dask scheduler answers at {address} ({e}); start one with `dask scheduler`") from None
         self.slots = max(1, sum(self.client.nthreads().values()))
 
     def submit(self, job: Job):
