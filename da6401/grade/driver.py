@@ -10,15 +10,17 @@ from __future__ import annotations
 import fnmatch
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from da6401.grade import record
-from da6401.grade.job import Job, Result, pack, run, unpack
+from da6401.grade import record, worker
+from da6401.grade.job import Job, Result, pack, run, thread_environment, unpack
 
 ATTEMPTS = 2  # a job whose worker was lost is graded once more, then reported
 
@@ -106,20 +108,55 @@ def install(course: Course, assignment: str, result: Result) -> None:
 
 
 class LocalWorkers:
-    """``workers`` jobs at a time, each in its own nbgrader process on this machine."""
+    """``workers`` long-lived worker processes on this machine (:mod:`da6401.grade.worker`), one job each at a
+    time; a worker that dies is replaced, and its job comes back as lost."""
 
-    def __init__(self, workers: int):
+    def __init__(self, workers: int, threads: int):
         self.slots = workers
+        self.env = thread_environment(threads)
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="da6401-grade")
+        self.local = threading.local()
+        self.processes: list[subprocess.Popen] = []
+
+    def _process(self) -> subprocess.Popen:
+        proc = getattr(self.local, "process", None)
+        if proc is None or proc.poll() is not None:
+            proc = subprocess.Popen([sys.executable, "-m", "da6401.grade.worker"], stdin=subprocess.PIPE,
+                                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=self.env)
+            self.local.process = proc
+            self.processes.append(proc)
+        return proc
+
+    def _run(self, job: Job) -> Result:
+        proc = self._process()
+        try:
+            worker.send(proc.stdin, job)
+            result = worker.receive(proc.stdout)
+        except OSError:
+            result = None
+        if result is None:
+            proc.kill()
+            status = proc.wait()
+            return Result(job.student, False, 0.0, f"the grading process was killed (signal {-status})"
+                          if status < 0 else f"the grading process exited ({status})", lost=True)
+        return result
 
     def submit(self, job: Job):
-        return self.pool.submit(run, job)
+        return self.pool.submit(self._run, job)
 
     def first_done(self, futures) -> set:
         return wait(futures, return_when=FIRST_COMPLETED).done
 
     def close(self):
         self.pool.shutdown(wait=False, cancel_futures=True)
+        for proc in self.processes:
+            if proc.poll() is None:
+                proc.stdin.close()  # the worker ends after its job
+        for proc in self.processes:
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
 
 
 class DaskWorkers:
@@ -158,7 +195,7 @@ def autograde(course: Course, assignment: str, student: str = "*", force: bool =
     cores = os.cpu_count() or 1
     workers = workers or cores
     threads = threads or (max(1, cores // workers) if scheduler is None else 1)
-    pool = DaskWorkers(scheduler) if scheduler else LocalWorkers(workers)
+    pool = DaskWorkers(scheduler) if scheduler else LocalWorkers(workers, threads)
     bar = tqdm(total=len(todo), desc=f"autograde {assignment}", unit="submission", disable=True if progress is False else None,
                file=sys.stderr, dynamic_ncols=True)
     attempts: dict[str, int] = {}

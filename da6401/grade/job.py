@@ -61,8 +61,11 @@ def unpack(data: bytes, folder: Path) -> None:
         tar.extractall(folder, filter="data")
 
 
-def run(job: Job) -> Result:
-    """Grade ``job`` with nbgrader in a private course folder (the worker's side)."""
+def run(job: Job, in_process: bool = False) -> Result:
+    """Grade ``job`` with nbgrader in a private course folder (the worker's side): in a new ``nbgrader``
+    process, or (``in_process``, in a long-lived worker: :mod:`da6401.grade.worker`) with nbgrader's application
+    in this process, as nbgrader's own test suite runs it, so that nbgrader, torch and the grader's checks are
+    loaded once per worker, not once per submission."""
     from da6401.grade import record
 
     start = time.monotonic()
@@ -72,25 +75,70 @@ def run(job: Job) -> Result:
         unpack(job.payload, root)
         db_url = f"sqlite:///{root / 'gradebook.db'}"
         record.prepare(db_url, job.course_id, job.assignment, job.student, job.extension)
-        bin_dir = Path(sys.executable).parent
-        env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}  # nbgrader runs alembic
-        env.update({name: str(job.threads) for name in THREAD_VARIABLES})
-        env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-        done = subprocess.run([str(bin_dir / "nbgrader"), "autograde", job.assignment, "--student", job.student,
-                               "--force", "--log-level=ERROR", f"--CourseDirectory.root={root}",
-                               f"--CourseDirectory.db_url={db_url}", f"--CourseDirectory.course_id={job.course_id}"],
-                              cwd=root, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        args = ["autograde", job.assignment, "--student", job.student, "--force", "--log-level=ERROR",
+                f"--CourseDirectory.root={root}", f"--CourseDirectory.db_url={db_url}",
+                f"--CourseDirectory.course_id={job.course_id}"]
+        status, log = (_autograde_here if in_process else _autograde_subprocess)(args, root, job.threads)
         seconds = time.monotonic() - start
-        if done.returncode < 0:
-            return Result(job.student, False, seconds, f"the grading process was killed (signal {-done.returncode})",
+        if status < 0:
+            return Result(job.student, False, seconds, f"the grading process was killed (signal {-status})",
                           lost=True, host=host)
         out = root / "autograded" / job.student / job.assignment
-        ok = done.returncode == 0 and out.is_dir()
-        return Result(job.student, ok, seconds, "" if ok else _reason(done), record=record.read(
-            db_url, job.course_id, job.assignment, job.student), autograded=pack({".": out}) if out.is_dir() else b"", host=host)
+        ok = status == 0 and out.is_dir()
+        return Result(job.student, ok, seconds, "" if ok else _reason(log, status), record=record.read(
+            db_url, job.course_id, job.assignment, job.student), autograded=pack({".": out}) if out.is_dir() else b"",
+            host=host)
 
 
-def _reason(done: subprocess.CompletedProcess) -> str:
-    lines = [line.strip() for line in (done.stdout + done.stderr).splitlines() if line.strip()]
+def thread_environment(threads: int) -> dict[str, str]:
+    """This process's environment with the venv first on PATH (nbgrader runs alembic) and NumPy's and torch's
+    threads (the sandbox passes them on to the kernel) set to ``threads``."""
+    bin_dir = Path(sys.executable).parent
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env.update({name: str(threads) for name in THREAD_VARIABLES})
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    return env
+
+
+def _autograde_subprocess(args: list[str], root: Path, threads: int) -> tuple[int, str]:
+    done = subprocess.run([str(Path(sys.executable).parent / "nbgrader"), *args], cwd=root,
+                          env=thread_environment(threads), capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    return done.returncode, done.stdout + done.stderr
+
+
+def _autograde_here(args: list[str], root: Path, threads: int) -> tuple[int, str]:
+    """``nbgrader <args>`` in this process, from ``root`` (the environment's threads were set when the worker
+    started); nbgrader's application is reset afterwards, as nbgrader's tests do between runs."""
+    import logging
+    from io import StringIO
+
+    from jupyter_core.application import NoStart
+    from nbgrader.apps.nbgraderapp import NbGraderApp
+
+    cwd, path = os.getcwd(), list(sys.path)
+    log = StringIO()
+    os.chdir(root)
+    app = NbGraderApp.instance()
+    try:
+        app.initialize(args)
+        app.init_logging(logging.StreamHandler, [log], color=False, subapps=True)
+        app.start()
+        status = 0
+    except NoStart:  # how a Jupyter application says its subcommand (autograde) has run
+        status = 0
+    except SystemExit as e:
+        status = e.code if isinstance(e.code, int) else 1
+    except Exception as e:  # nbgrader itself failed: the submission is reported, the worker goes on
+        log.write(f"ERROR {type(e).__name__}: {e}\n")
+        status = 1
+    finally:
+        app.reset()
+        os.chdir(cwd)
+        sys.path[:] = path  # nbgrader puts the course folder first on sys.path
+    return status, log.getvalue()
+
+
+def _reason(log: str, status: int) -> str:
+    lines = [line.strip() for line in log.splitlines() if line.strip()]
     errors = [line for line in lines if "ERROR" in line or "Error" in line]
-    return " | ".join((errors or lines)[-3:])[:600] or f"nbgrader exited with status {done.returncode}"
+    return " | ".join((errors or lines)[-3:])[:600] or f"nbgrader exited with status {status}"
