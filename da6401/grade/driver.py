@@ -3,7 +3,7 @@
 The driver packs one :class:`~da6401.grade.job.Job` per submission, hands them to the workers, and as each
 :class:`~da6401.grade.job.Result` arrives writes it into the course's gradebook and moves its autograded folder
 into place (in that order: the folder is what says "graded", here as for ``nbgrader autograde``). A job whose
-grading process was killed, or whose Dask worker was lost, is sent once more; after that it is reported.
+worker process died (it is replaced), or whose Dask worker was lost, is sent once more; then it is reported.
 """
 from __future__ import annotations
 
