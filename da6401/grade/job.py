@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import io
 import os
-import socket
 import subprocess
 import sys
 import tarfile
@@ -42,7 +41,6 @@ class Result:
     lost: bool = False          # the grading process was killed: nothing about the submission is known
     record: dict | None = None  # da6401.grade.record.read of the job's gradebook
     autograded: bytes = b""     # tar.gz of autograded/<student>/<assignment>
-    host: str = ""
 
 
 def pack(files: dict[str, Path]) -> bytes:
@@ -69,7 +67,6 @@ def run(job: Job, in_process: bool = False) -> Result:
     from da6401.grade import record
 
     start = time.monotonic()
-    host = socket.gethostname()
     with tempfile.TemporaryDirectory(prefix=f"da6401-grade-{job.assignment}-") as tmp:
         root = Path(tmp)
         unpack(job.payload, root)
@@ -82,12 +79,11 @@ def run(job: Job, in_process: bool = False) -> Result:
         seconds = time.monotonic() - start
         if status < 0:
             return Result(job.student, False, seconds, f"the grading process was killed (signal {-status})",
-                          lost=True, host=host)
+                          lost=True)
         out = root / "autograded" / job.student / job.assignment
         ok = status == 0 and out.is_dir()
         return Result(job.student, ok, seconds, "" if ok else _reason(log, status), record=record.read(
-            db_url, job.course_id, job.assignment, job.student), autograded=pack({".": out}) if out.is_dir() else b"",
-            host=host)
+            db_url, job.course_id, job.assignment, job.student), autograded=pack({".": out}) if out.is_dir() else b"")
 
 
 def thread_environment(threads: int) -> dict[str, str]:
