@@ -135,8 +135,10 @@ class LocalWorkers:
         except OSError:
             result = None
         if result is None:
-            proc.kill()
-            status = proc.wait()
+            status = proc.poll()
+            if status is None:
+                proc.kill()
+                status = proc.wait()
             return Result(job.student, False, 0.0, f"the grading process was killed (signal {-status})"
                           if status < 0 else f"the grading process exited ({status})", lost=True)
         return result

@@ -35,7 +35,7 @@ def receive(stream: BinaryIO):
 
 
 def main() -> int:
-    from da6401.grade.job import run
+    from da6401.grade.job import Result, run
 
     replies = os.fdopen(os.dup(1), "wb")
     devnull = os.open(os.devnull, os.O_WRONLY)
@@ -43,7 +43,11 @@ def main() -> int:
     sys.stdout = open(os.devnull, "w")
     requests = sys.stdin.buffer
     while (job := receive(requests)) is not None:
-        send(replies, run(job, in_process=True))
+        try:
+            result = run(job, in_process=True)
+        except Exception as e:  # a submission that cannot even be unpacked (a link out of its folder, ...)
+            result = Result(job.student, False, 0.0, f"could not be graded: {type(e).__name__}: {e}"[:600])
+        send(replies, result)
     return 0
 
 
